@@ -1,0 +1,1 @@
+"""annotation package (arrives with its issue)."""

@@ -1,0 +1,195 @@
+"""The `helpsteer` command line: one entry layer above helpsteer/, rm_training/, annotation/ and
+dashboards/. Subcommands import their modules lazily so `helpsteer --help` stays fast.
+
+Exit codes: 0 success; 2 bad usage or unusable input (one line on stderr); 1 anything else."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(
+    name="helpsteer",
+    help="Reward-model and preference-data platform: ingest, analyse, train, serve, annotate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+@app.command()
+def synth(
+    out: Path = typer.Option(..., "--out", help="Folder to write the synthetic files into."),
+    seed: int = typer.Option(0, "--seed", help="Random seed: the same seed writes the same files."),
+    prompts: int = typer.Option(400, "--prompts", help="Number of prompts (2 responses each; ~3-5 annotators x 5 attributes per response)."),
+    only: Optional[str] = typer.Option(None, "--only", help="Write only one layout: helpsteer2, helpsteer2-disagreements, helpsteer2-preference, helpsteer3-preference, label-studio."),
+) -> None:
+    """Write synthetic HelpSteer2/HelpSteer3/Label Studio files with planted annotators and a truth file."""
+    from .synth import SynthConfig, write_synthetic
+
+    files = write_synthetic(SynthConfig(seed=seed, n_prompts=prompts), out, only=only)
+    for kind, path in files.items():
+        print(f"{kind}\t{path}")
+
+
+@app.command()
+def ingest(
+    paths: list[Path] = typer.Argument(..., help="Files (or folders of files) to ingest; LLMFAO takes its pairs file and votes CSV together."),
+    workspace: Path = typer.Option(..., "--workspace", help="Workspace folder (created if missing)."),
+    name: str = typer.Option(..., "--name", help="Dataset name inside the workspace."),
+    format: str = typer.Option("auto", "--format", help="Source format, or auto (announced on stderr)."),
+    strict: bool = typer.Option(False, "--strict", help="Fail (exit 2) on the first bad record instead of quarantining it."),
+    append: bool = typer.Option(False, "--append", help="Add these sources to an existing dataset (de-duplicated by id)."),
+    replace: bool = typer.Option(False, "--replace", help="Replace an existing dataset atomically."),
+    drop_empty: bool = typer.Option(False, "--drop-empty", help="Quarantine records with an empty response instead of keeping them flagged."),
+) -> None:
+    """Ingest preference/rating files into a canonical, validated workspace dataset."""
+    from .errors import UsageError
+    from .ingest import ingest as run
+
+    if append and replace:
+        raise UsageError("--append and --replace are mutually exclusive")
+    report = run(paths, workspace, name, fmt=format, strict=strict, mode="append" if append else "replace" if replace else None,
+                 drop_empty=drop_empty, announce=_err)
+    for s in report.sources:
+        extra = " (truncated file)" if s.truncated else ""
+        _err(f"{s.path}: {s.records} records, {s.ingested} ingested, {s.quarantined} quarantined{extra}")
+        for w in s.warnings:
+            _err(f"  warning: {w}")
+        for reason, n in list(s.reasons.items())[:5]:
+            _err(f"  quarantined {n}: {reason}")
+    counts = ", ".join(f"{t} {n}" for t, n in report.tables.items() if n)
+    _err(f"dataset {name!r} -> {report.path} ({counts})")
+    if any(s.quarantined for s in report.sources):
+        _err(f"quarantine: {report.path / 'quarantine.jsonl'}")
+
+
+@app.command()
+def datasets(
+    workspace: Path = typer.Option(..., "--workspace", help="Workspace folder."),
+    delete: Optional[str] = typer.Option(None, "--delete", help="Delete this dataset."),
+    json_out: bool = typer.Option(False, "--json", help="Print the manifests as JSON."),
+) -> None:
+    """List the datasets of a workspace (or delete one)."""
+    from . import store
+
+    if delete:
+        store.delete(workspace, delete)
+        _err(f"deleted dataset {delete!r}")
+        return
+    items = store.list_datasets(workspace)
+    if json_out:
+        import orjson
+
+        print(orjson.dumps(items, option=orjson.OPT_INDENT_2).decode())
+        return
+    if not items:
+        _err(f"no datasets in {workspace}; create one with `helpsteer ingest FILE --workspace {workspace} --name NAME`")
+        return
+    from rich.table import Table
+
+    t = Table(title=f"datasets in {workspace}")
+    for col in ("name", "format", "responses", "ratings", "preferences", "quarantined", "splits"):
+        t.add_column(col)
+    for m in items:
+        fmt = m["format"] if isinstance(m["format"], str) else ",".join(m["format"])
+        q = sum(s.get("quarantined", 0) for s in m["sources"])
+        splits = " ".join(f"{k}={v}" for k, v in sorted(m.get("splits", {}).items()))
+        t.add_row(m["name"], fmt, str(m["tables"]["responses"]), str(m["tables"]["ratings"]), str(m["tables"]["preferences"]), str(q), splits)
+    _console().print(t)
+
+
+@app.command()
+def split(
+    workspace: Path = typer.Option(..., "--workspace", help="Workspace folder."),
+    name: str = typer.Option(..., "--name", help="Dataset name."),
+    eval_fraction: float = typer.Option(0.2, "--eval-fraction", help="Share of prompts (groups) that go to validation."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the assignment."),
+) -> None:
+    """Assign train/validation by prompt, with no prompt in both."""
+    from .split import split_dataset
+
+    counts = split_dataset(workspace, name, eval_fraction=eval_fraction, seed=seed)
+    _err(f"dataset {name!r}: " + ", ".join(f"{k} {v} responses" for k, v in counts.items()))
+
+
+@app.command()
+def export(
+    workspace: Path = typer.Option(..., "--workspace", help="Workspace folder."),
+    name: str = typer.Option(..., "--name", help="Dataset name."),
+    format: str = typer.Option(..., "--format", help="trl (prompt/chosen/rejected/margin), dpo (conversational pairs) or hf (datasets.save_to_disk)."),
+    out: Path = typer.Option(..., "--out", help="Output file (.jsonl or .parquet) or, for hf, a folder."),
+    ties: str = typer.Option("drop", "--ties", help="Pairs whose strength is 0: drop them, or keep them (keep: chosen = response A, margin 0)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Only pairs of this split (train, validation, test)."),
+) -> None:
+    """Export preference pairs for TRL / DPO trainers or as a Hugging Face dataset."""
+    from .export import export_pairs
+
+    n = export_pairs(workspace, name, format, out, ties=ties, split=split)
+    _err(f"wrote {n} pairs to {out}")
+
+
+def _register_later_commands() -> None:
+    """Subcommands of the other packages register themselves here when they exist."""
+    import importlib
+
+    for mod in ("helpsteer.cli_analysis", "rm_training.cli", "annotation.cli", "dashboards.cli"):
+        try:
+            m = importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name and mod.startswith(e.name):
+                continue
+            raise
+        m.register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .errors import UsageError
+
+    _register_later_commands()
+    try:
+        app(args=argv, standalone_mode=False)
+    except UsageError as e:
+        _err(f"error: {e}")
+        return 2
+    except typer.Exit as e:
+        return e.exit_code
+    except SystemExit as e:
+        return int(e.code or 0)
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+    except Exception as e:  # click usage errors come as exceptions in non-standalone mode
+        import click
+
+        if isinstance(e, click.exceptions.UsageError):
+            e.show()
+            return 2
+        if isinstance(e, click.exceptions.Abort):
+            return 1
+        if isinstance(e, click.ClickException):
+            e.show()
+            return e.exit_code
+        import traceback
+
+        traceback.print_exc()
+        _err(f"error: {type(e).__name__}: {e}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""`helpsteer export`: preference pairs for trainers.
+
+One pair per `pair_id`: the aggregated strength where the source has one (annotator_id null),
+else the mean of the annotators' votes. Negative strength = response A is chosen. Formats:
+- trl: `prompt`, `chosen`, `rejected` as text plus `margin` (= |strength|), TRL's standard format;
+  a multi-turn context is rendered as "User: ...\\n\\nAssistant: ..." in `prompt`;
+- dpo: conversational (`prompt` = context messages, `chosen`/`rejected` = [assistant message]);
+- hf: a `datasets` DatasetDict (by split) with both, saved with save_to_disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from . import store
+from .errors import UsageError
+
+
+def pair_labels(workspace: Path, name: str) -> pl.DataFrame:
+    """pair_id, prompt_id, response_a_id, response_b_id, strength, n_votes, subset."""
+    prefs = store.load_table(workspace, name, "preferences")
+    agg = prefs.filter(pl.col("annotator_id").is_null()).group_by("pair_id", maintain_order=True).agg(pl.col("strength").mean().alias("agg"))
+    votes = prefs.filter(pl.col("annotator_id").is_not_null()).group_by("pair_id", maintain_order=True).agg(
+        pl.col("strength").mean().alias("vote_mean"), pl.len().alias("n_votes"))
+    pairs = prefs.group_by("pair_id", maintain_order=True).agg(
+        pl.col("prompt_id", "response_a_id", "response_b_id", "subset").first())
+    pairs = pairs.join(agg, on="pair_id", how="left").join(votes, on="pair_id", how="left")
+    return pairs.with_columns(
+        pl.coalesce("agg", "vote_mean").alias("strength"), pl.col("n_votes").fill_null(0)
+    ).drop("agg", "vote_mean")
+
+
+def render_context(context: list[dict]) -> str:
+    if len(context) == 1 and context[0]["role"] == "user":
+        return context[0]["content"]
+    return "\n\n".join(f"{t['role'].capitalize()}: {t['content']}" for t in context)
+
+
+def build_pairs(workspace: Path, name: str, ties: str = "drop", split: str | None = None) -> list[dict]:
+    if ties not in ("drop", "keep"):
+        raise UsageError(f"--ties must be drop or keep, got {ties!r}")
+    pairs = pair_labels(workspace, name)
+    if pairs.height == 0:
+        raise UsageError(f"dataset {name!r} has no preference pairs to export")
+    resp = store.load_table(workspace, name, "responses", ["response_id", "context", "response", "split"])
+    by_id = {r["response_id"]: r for r in resp.iter_rows(named=True)}
+    out = []
+    for p in pairs.iter_rows(named=True):
+        s = p["strength"]
+        if s is None or (s == 0 and ties == "drop"):
+            continue
+        a, b = by_id.get(p["response_a_id"]), by_id.get(p["response_b_id"])
+        if a is None or b is None:
+            continue
+        chosen, rejected = (a, b) if s <= 0 else (b, a)
+        sp = a["split"]
+        if split is not None and sp != split:
+            continue
+        out.append({
+            "pair_id": p["pair_id"], "split": sp, "margin": abs(float(s)),
+            "context": chosen["context"], "chosen_text": chosen["response"], "rejected_text": rejected["response"],
+        })
+    return out
+
+
+def export_pairs(workspace: Path, name: str, fmt: str, out: Path, ties: str = "drop", split: str | None = None) -> int:
+    if fmt not in ("trl", "dpo", "hf"):
+        raise UsageError(f"--format must be trl, dpo or hf, got {fmt!r}")
+    rows = build_pairs(workspace, name, ties=ties, split=split)
+    trl = [{"prompt": render_context(r["context"]), "chosen": r["chosen_text"], "rejected": r["rejected_text"], "margin": r["margin"],
+            "pair_id": r["pair_id"], "split": r["split"]} for r in rows]
+    dpo = [{"prompt": r["context"], "chosen": [{"role": "assistant", "content": r["chosen_text"]}],
+            "rejected": [{"role": "assistant", "content": r["rejected_text"]}], "margin": r["margin"], "pair_id": r["pair_id"], "split": r["split"]}
+           for r in rows]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "hf":
+        import shutil
+
+        import datasets
+
+        datasets.disable_progress_bars()
+
+        by_split: dict[str, list[dict]] = {}
+        for r in trl:
+            by_split.setdefault(r["split"] or "train", []).append(r)
+        dd = datasets.DatasetDict({k: datasets.Dataset.from_list(v) for k, v in by_split.items()})
+        tmp = out.with_name(f".{out.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        dd.save_to_disk(str(tmp))
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+        return len(trl)
+    records = trl if fmt == "trl" else dpo
+    tmp = out.with_name(f".{out.name}.tmp")
+    schema_df = pl.DataFrame(records) if records else pl.DataFrame(schema={"prompt": pl.String, "chosen": pl.String, "rejected": pl.String, "margin": pl.Float64})
+    if out.suffix == ".parquet":
+        schema_df.write_parquet(tmp)
+    else:
+        schema_df.write_ndjson(tmp)
+    tmp.replace(out)
+    return len(records)

@@ -1,0 +1,87 @@
+"""Format readers: one entry per supported source format. Each declares the raw fields it reads
+(helpsteer/readers.py type-checks them), how to recognise it (`--format auto`), and a normalizer
+that turns a typed chunk into canonical rows (helpsteer/formats/common.Result)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import polars as pl
+
+from ..errors import UsageError
+from .common import Result
+
+
+@dataclass
+class Ctx:
+    """What a normalizer knows about the source it reads."""
+
+    source: str  # the file's name, stored in every row's `source`
+    fmt: str  # the (sub)format name
+    split: str | None  # split from the file name, when records carry none
+    shared: dict = field(default_factory=dict)  # cross-file state (LLMFAO: pairs -> votes)
+    drop_empty: bool = False
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str  # what --format and the manifest call it
+    spec: dict  # raw field -> dtype (helpsteer.schema.JSON for anything)
+    required: tuple[str, ...]  # fields whose presence identifies the format
+    normalize: Callable[[pl.DataFrame, Ctx], Result]
+    probe: Callable[[list[dict]], bool] | None = None  # extra check on sample records
+    group: str | None = None  # user-facing name when one --format covers several file kinds
+    order: int = 0  # files of a group are read in this order (LLMFAO pairs before votes)
+    description: str = ""
+
+    @property
+    def user_name(self) -> str:
+        return self.group or self.name
+
+
+FORMATS: dict[str, Format] = {}
+
+
+def register(fmt: Format) -> Format:
+    FORMATS[fmt.name] = fmt
+    return fmt
+
+
+def _load_all() -> None:
+    from . import crowd, helpsteer, label_studio, pairs  # noqa: F401  (they register themselves)
+
+
+def user_formats() -> list[str]:
+    _load_all()
+    return sorted({f.user_name for f in FORMATS.values()})
+
+
+def _matches(fmt: Format, sample: list[dict]) -> bool:
+    keys: set[str] = set()
+    for rec in sample:
+        keys.update(rec)
+    return set(fmt.required) <= keys and (fmt.probe is None or fmt.probe(sample))
+
+
+def detect(sample: list[dict], path, wanted: str = "auto") -> Format:
+    """The format of a file: the most specific one whose fields match (or the sub-format of
+    `wanted` that matches). Exit-2 error naming the closest formats when none does."""
+    _load_all()
+    if not sample:
+        raise UsageError(f"{path}: no readable record to recognise its format (empty file, or nothing parses as JSON/CSV)")
+    cands = [f for f in FORMATS.values() if wanted in ("auto", f.name, f.group)]
+    if wanted != "auto" and not cands:
+        raise UsageError(f"unknown --format {wanted!r}; choose one of: auto, {', '.join(user_formats())}")
+    matching = [f for f in cands if _matches(f, sample)]
+    if matching:
+        # most specific wins: most identifying fields, then a probe, then registration order
+        return max(matching, key=lambda f: (len(f.required), f.probe is not None))
+    if wanted != "auto" and len(cands) == 1:
+        # an explicit format whose fields are absent: let its reader quarantine every record
+        return cands[0]
+    keys = sorted({k for rec in sample for k in rec})
+    scored = sorted(cands, key=lambda f: -len(set(f.required) & set(keys)) / max(1, len(f.required)))[:3]
+    hint = "; ".join(f"{f.user_name} (needs {', '.join(f.required)})" for f in scored)
+    what = "matches no known format" if wanted == "auto" else f"does not look like --format {wanted}"
+    raise UsageError(f"{path}: record fields [{', '.join(keys[:12])}] {what}. Closest: {hint}. Pass --format FMT to choose one.")

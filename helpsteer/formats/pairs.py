@@ -1,0 +1,220 @@
+"""Readers for chosen/rejected pair formats: HH-RLHF transcripts, TRL-style pairs (standard and
+conversational), RewardBench v1, RM-Bench (3x3 style matrix) and JudgeBench.
+
+A single gold label per pair is stored with `annotator_id` null (it is the label, not a vote);
+A is the chosen response, so strength is -1 (HelpSteer convention: negative = A better)."""
+
+from __future__ import annotations
+
+import re
+
+import polars as pl
+
+from ..schema import JSON
+from . import Ctx, Format, register
+from .common import Result, RowBuilder, iter_records
+
+_HH_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):[ ]?")
+
+
+def parse_transcript(text: str) -> list[dict]:
+    """HH-RLHF transcript ("\\n\\nHuman: ...\\n\\nAssistant: ...") -> turns."""
+    parts = _HH_TURN.split(text)
+    turns = []
+    if parts[0].strip():
+        turns.append({"role": "user", "content": parts[0].strip()})
+    for role, content in zip(parts[1::2], parts[2::2]):
+        turns.append({"role": "user" if role == "Human" else "assistant", "content": content})
+    return turns
+
+
+def _split_last_assistant(turns: list[dict], field: str) -> tuple[list[dict], str]:
+    if not turns or turns[-1]["role"] != "assistant":
+        raise ValueError(f"field '{field}': transcript does not end with an Assistant turn")
+    return turns[:-1], turns[-1]["content"]
+
+
+def _gold_pair(b: RowBuilder, line: int, pair_id: str, ctx_a, text_a, ctx_b, text_b, *, subset=None, meta_a=None, meta_b=None, strength=-1.0, style=(None, None)) -> None:
+    a_id, a_pid = b.response(ctx_a, text_a, line, **(meta_a or {}))
+    b_id, b_pid = b.response(ctx_b, text_b, line, **(meta_b or {}))
+    flags = [] if a_pid == b_pid else ["context_mismatch"]
+    b.add("preferences", line, pair_id=pair_id, prompt_id=a_pid, response_a_id=a_id, response_b_id=b_id,
+          annotator_id=None, strength=strength, justification=None, subset=subset, style_a=style[0], style_b=style[1], flags=flags)
+
+
+def _norm_hh(df: pl.DataFrame, ctx: Ctx) -> Result:
+    from ..ids import stable_hash
+
+    b = RowBuilder(ctx)
+    for line, r in iter_records(df):
+        if r["chosen"] is None or r["rejected"] is None:
+            b.reject(line, f"field '{'chosen' if r['chosen'] is None else 'rejected'}': missing or null")
+            continue
+        if r["chosen"] == r["rejected"]:
+            b.reject(line, "chosen is identical to rejected")
+            continue
+        try:
+            ctx_c, resp_c = _split_last_assistant(parse_transcript(r["chosen"]), "chosen")
+            ctx_r, resp_r = _split_last_assistant(parse_transcript(r["rejected"]), "rejected")
+        except ValueError as e:
+            b.reject(line, str(e))
+            continue
+        if not any(t["role"] == "user" for t in ctx_c):
+            b.reject(line, "field 'chosen': transcript has no Human turn before the last Assistant turn")
+            continue
+        pair_id = stable_hash(ctx.fmt, r["chosen"], r["rejected"])
+        _gold_pair(b, line, pair_id, ctx_c, resp_c, ctx_r, resp_r)
+    return b.result()
+
+
+def _hh_probe(sample: list[dict]) -> bool:
+    return "prompt" not in sample[0] and all(isinstance(r.get("chosen"), str) and "Assistant:" in r["chosen"] and "Human:" in r["chosen"] for r in sample[:20])
+
+
+register(Format("hh-rlhf", {"chosen": pl.String, "rejected": pl.String}, ("chosen", "rejected"), _norm_hh, probe=_hh_probe,
+                description="Anthropic HH-RLHF: chosen/rejected transcripts"))
+
+
+# --- TRL-style pairs -----------------------------------------------------------------------------
+def _messages(value, field: str) -> list[dict]:
+    if isinstance(value, str):
+        return [{"role": "user", "content": value}]
+    if isinstance(value, list) and all(isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value):
+        return [{"role": m["role"], "content": m["content"]} for m in value]
+    raise ValueError(f"field '{field}': expected a string or a list of {{role, content}} messages")
+
+
+def _completion(prompt_turns: list[dict] | None, value, field: str) -> tuple[list[dict], str]:
+    """(context, response text) of a chosen/rejected value, standard or conversational."""
+    if isinstance(value, str):
+        if prompt_turns is None:
+            raise ValueError(f"field '{field}': a plain-text completion needs a 'prompt'")
+        return prompt_turns, value
+    turns = _messages(value, field)
+    if not turns or turns[-1]["role"] != "assistant":
+        raise ValueError(f"field '{field}': conversation must end with an assistant message")
+    return (prompt_turns or []) + turns[:-1], turns[-1]["content"]
+
+
+def _norm_pairs(df: pl.DataFrame, ctx: Ctx) -> Result:
+    from ..ids import stable_hash
+
+    b = RowBuilder(ctx)
+    for line, r in iter_records(df):
+        try:
+            for f in ("chosen", "rejected"):
+                if r[f] is None:
+                    raise ValueError(f"field '{f}': missing or null")
+            prompt = _messages(r["prompt"], "prompt") if r["prompt"] is not None else None
+            ctx_c, resp_c = _completion(prompt, r["chosen"], "chosen")
+            ctx_r, resp_r = _completion(prompt, r["rejected"], "rejected")
+            if not any(t["role"] == "user" for t in ctx_c):
+                raise ValueError("field 'prompt': no user turn before the completion")
+            if ctx_c == ctx_r and resp_c == resp_r:
+                raise ValueError("chosen is identical to rejected")
+            margin = r.get("margin")
+            if margin is not None and (margin < 0 or margin != margin):
+                raise ValueError(f"field 'margin': expected a number >= 0, got {margin!r}")
+        except ValueError as e:
+            b.reject(line, str(e))
+            continue
+        strength = -1.0 if margin is None else -min(float(margin), 3.0)
+        item = r.get("id")
+        pair_id = f"{ctx.fmt}:{item}" if item is not None else stable_hash(ctx.fmt, repr(ctx_c), resp_c, repr(ctx_r), resp_r)
+        _gold_pair(b, line, pair_id, ctx_c, resp_c, ctx_r, resp_r, strength=strength, meta_a={"split": r.get("split")}, meta_b={"split": r.get("split")})
+    return b.result()
+
+
+register(Format("pairs", {"prompt": JSON, "chosen": JSON, "rejected": JSON, "margin": pl.Float64, "id": JSON, "split": pl.String},
+                ("chosen", "rejected"), _norm_pairs, description="TRL-style prompt/chosen/rejected (text or conversational)"))
+
+
+# --- RewardBench v1 ------------------------------------------------------------------------------
+def _norm_rewardbench(df: pl.DataFrame, ctx: Ctx) -> Result:
+    from ..ids import stable_hash
+
+    b = RowBuilder(ctx)
+    for line, r in iter_records(df):
+        missing = [f for f in ("prompt", "chosen", "rejected") if r[f] is None]
+        if missing:
+            b.reject(line, f"field '{missing[0]}': missing or null")
+            continue
+        if r["chosen"] == r["rejected"]:
+            b.reject(line, "chosen is identical to rejected")
+            continue
+        turns = [{"role": "user", "content": r["prompt"]}]
+        pair_id = f"{ctx.fmt}:{r['id']}" if r["id"] is not None else stable_hash(ctx.fmt, r["prompt"], r["chosen"], r["rejected"])
+        _gold_pair(b, line, pair_id, turns, r["chosen"], turns, r["rejected"], subset=r["subset"],
+                   meta_a={"model": r["chosen_model"]}, meta_b={"model": r["rejected_model"]})
+    return b.result()
+
+
+register(Format("rewardbench", {"prompt": pl.String, "chosen": pl.String, "chosen_model": pl.String, "rejected": pl.String,
+                                "rejected_model": pl.String, "subset": pl.String, "id": JSON},
+                ("prompt", "chosen", "rejected", "subset"), _norm_rewardbench, description="RewardBench v1 (subset, id)"))
+
+
+# --- RM-Bench: 3 styles x 3 styles -------------------------------------------------------------------
+def _norm_rmbench(df: pl.DataFrame, ctx: Ctx) -> Result:
+    from ..ids import stable_hash
+
+    b = RowBuilder(ctx)
+    for line, r in iter_records(df):
+        try:
+            if r["prompt"] is None:
+                raise ValueError("field 'prompt': missing or null")
+            for f in ("chosen", "rejected"):
+                v = r[f]
+                if v is None or len(v) == 0 or any(x is None for x in v):
+                    raise ValueError(f"field '{f}': expected a list of response strings (one per style)")
+        except ValueError as e:
+            b.reject(line, str(e))
+            continue
+        turns = [{"role": "user", "content": r["prompt"]}]
+        item = r["id"] if r["id"] is not None else stable_hash(ctx.fmt, r["prompt"], *r["chosen"], *r["rejected"])
+        for i, chosen in enumerate(r["chosen"]):
+            for j, rejected in enumerate(r["rejected"]):
+                _gold_pair(b, line, f"{ctx.fmt}:{item}:{i}{j}", turns, chosen, turns, rejected, subset=r["domain"],
+                           meta_a={"style": i}, meta_b={"style": j}, style=(i, j))
+    return b.result()
+
+
+def _rmbench_probe(sample: list[dict]) -> bool:
+    return all(isinstance(r.get("chosen"), list) and all(isinstance(x, str) for x in r["chosen"]) for r in sample[:20])
+
+
+register(Format("rm-bench", {"id": JSON, "prompt": pl.String, "chosen": pl.List(pl.String), "rejected": pl.List(pl.String), "domain": pl.String},
+                ("prompt", "chosen", "rejected", "domain"), _norm_rmbench, probe=_rmbench_probe,
+                description="RM-Bench: chosen[3]/rejected[3] by style, 3x3 matrix"))
+
+
+# --- JudgeBench ------------------------------------------------------------------------------------
+_LABELS = {"A>B": -1.0, "B>A": 1.0, "A=B": 0.0, "A>>B": -2.0, "B>>A": 2.0}
+
+
+def _norm_judgebench(df: pl.DataFrame, ctx: Ctx) -> Result:
+    from ..ids import stable_hash
+
+    b = RowBuilder(ctx)
+    for line, r in iter_records(df):
+        missing = [f for f in ("question", "response_A", "response_B", "label") if r[f] is None]
+        if missing:
+            b.reject(line, f"field '{missing[0]}': missing or null")
+            continue
+        if r["label"] not in _LABELS:
+            b.reject(line, f"field 'label': expected one of A>B, B>A, A=B, got {r['label']!r}")
+            continue
+        if r["response_A"] == r["response_B"]:
+            b.reject(line, "response_A is identical to response_B")
+            continue
+        turns = [{"role": "user", "content": r["question"]}]
+        item = r["pair_id"] if r["pair_id"] is not None else stable_hash(ctx.fmt, r["question"], r["response_A"], r["response_B"])
+        model = r["response_model"]
+        _gold_pair(b, line, f"{ctx.fmt}:{item}", turns, r["response_A"], turns, r["response_B"], subset=r["source"],
+                   strength=_LABELS[r["label"]], meta_a={"model": model}, meta_b={"model": model})
+    return b.result()
+
+
+register(Format("judgebench", {"pair_id": JSON, "question": pl.String, "response_A": pl.String, "response_B": pl.String,
+                               "label": pl.String, "source": pl.String, "response_model": pl.String},
+                ("question", "response_A", "response_B", "label"), _norm_judgebench, description="JudgeBench (label A>B / B>A)"))

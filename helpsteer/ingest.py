@@ -1,0 +1,309 @@
+"""`helpsteer ingest`: source files -> one validated, canonical workspace dataset.
+
+Streams each file in chunks (memory does not grow with the file), quarantines every record that
+cannot be ingested with its source, line and reason, de-duplicates responses by id, and writes
+into a staging folder that is renamed into place only when everything succeeded."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import polars as pl
+import pyarrow.parquet as pq
+
+from . import store
+from .errors import UsageError
+from .formats import Ctx, Format, detect
+from .readers import Chunk, SourceState, container_of, file_sha256, iter_chunks, sample_records, split_from_name
+from .schema import SCHEMA_VERSION, TABLES, empty
+
+log = logging.getLogger(__name__)
+
+_SUPPORTED = (".jsonl", ".jsonl.gz", ".ndjson", ".json", ".json.gz", ".csv", ".csv.gz", ".tsv", ".parquet")
+
+
+@dataclass
+class SourceReport:
+    path: str
+    format: str
+    sha256: str
+    records: int = 0
+    ingested: int = 0
+    quarantined: int = 0
+    truncated: bool = False
+    warnings: list[str] = field(default_factory=list)
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def manifest(self) -> dict:
+        d = {k: getattr(self, k) for k in ("path", "format", "sha256", "records", "ingested", "quarantined")}
+        if self.truncated:
+            d["truncated"] = True
+        if self.warnings:
+            d["warnings"] = self.warnings
+        if self.reasons:
+            d["quarantine_reasons"] = dict(sorted(self.reasons.items(), key=lambda kv: -kv[1])[:20])
+        return d
+
+
+@dataclass
+class IngestReport:
+    name: str
+    path: Path
+    sources: list[SourceReport]
+    tables: dict[str, int]
+    skipped: list[str] = field(default_factory=list)
+
+
+class _StrictStop(Exception):
+    pass
+
+
+def expand_paths(paths: list[Path]) -> list[Path]:
+    """Files to read: a plain folder stands for the supported files inside it."""
+    out: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir() and container_of_dir_is_plain(p):
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.name.lower().endswith(_SUPPORTED))
+            if not found:
+                raise UsageError(f"{p}: folder has no .jsonl/.json/.csv/.parquet files")
+            out.extend(found)
+        else:
+            out.append(p)
+    return out
+
+
+def container_of_dir_is_plain(p: Path) -> bool:
+    return not any((p / n).exists() for n in ("dataset_info.json", "dataset_dict.json", "state.json"))
+
+
+class _TableSink:
+    """Appends chunk frames to one parquet file per table (pyarrow writer, streaming)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.writers: dict[str, pq.ParquetWriter] = {}
+        self.counts = {t: 0 for t in TABLES}
+
+    def write(self, table: str, df: pl.DataFrame) -> None:
+        if df.height == 0:
+            return
+        arrow = df.to_arrow()
+        if table not in self.writers:
+            self.writers[table] = pq.ParquetWriter(self.folder / f"{table}.parquet", arrow.schema)
+        self.writers[table].write_table(arrow)
+        self.counts[table] += df.height
+
+    def close(self) -> None:
+        for w in self.writers.values():
+            w.close()
+        for t in TABLES:
+            if t not in self.writers:
+                empty(t).write_parquet(self.folder / f"{t}.parquet")
+
+
+def ingest(
+    paths: list[Path],
+    workspace: Path,
+    name: str,
+    *,
+    fmt: str = "auto",
+    strict: bool = False,
+    mode: str | None = None,
+    drop_empty: bool = False,
+    shared: dict | None = None,
+    announce=None,
+) -> IngestReport:
+    """Ingest files into WS/datasets/NAME. mode: None (must not exist), 'append' or 'replace'."""
+    workspace = Path(workspace)
+    store.check_name(name)
+    exists = store.exists(workspace, name)
+    if exists and mode is None:
+        raise UsageError(f"dataset {name!r} already exists in {workspace}; pass --append to add sources or --replace to swap it")
+    files = expand_paths(paths)
+    if not files:
+        raise UsageError("no input files given")
+    old_manifest = store.read_manifest(workspace, name) if exists and mode == "append" else None
+    known_sha = {s["sha256"] for s in (old_manifest or {}).get("sources", [])}
+
+    # recognise every file before writing anything
+    plan: list[tuple[Path, Format, str]] = []
+    skipped: list[str] = []
+    for f in files:
+        container_of(f)
+        chosen = detect(sample_records(f), f, fmt)
+        if announce:
+            announce(f"{f}: format {chosen.name}" + (" (auto-detected)" if fmt == "auto" else ""))
+        sha = file_sha256(f)
+        if sha in known_sha:
+            skipped.append(str(f))
+            if announce:
+                announce(f"{f}: already in {name!r} (same sha256), skipped")
+            continue
+        plan.append((f, chosen, sha))
+    plan.sort(key=lambda x: x[1].order)  # e.g. LLMFAO pairs before their votes
+    staging = store.new_staging(workspace, name)
+    try:
+        report = _run(plan, staging, name, strict=strict, drop_empty=drop_empty, shared=shared or {}, workspace=workspace,
+                      old=old_manifest, announce=announce)
+        report.skipped = skipped
+        if old_manifest is None and sum(s.ingested for s in report.sources) == 0:
+            first = next((s for s in report.sources if s.reasons), None)
+            why = f"; most common reason: {max(first.reasons, key=first.reasons.get)}" if first else ""
+            raise UsageError(f"nothing ingestable in {', '.join(str(f) for f, _, _ in plan) or 'the given files'}{why}")
+        store.commit(staging, workspace, name)
+        report.path = store.dataset_path(workspace, name)
+        return report
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _run(plan, staging: Path, name: str, *, strict: bool, drop_empty: bool, shared: dict, workspace: Path, old: dict | None, announce) -> IngestReport:
+    sink = _TableSink(staging)
+    seen_responses: set[str] = set()
+    if old is not None:
+        seen_responses = set(store.load_table(workspace, name, "responses", ["response_id"])["response_id"].to_list())
+    quarantine = open(staging / "quarantine.jsonl", "wb")
+    reports: list[SourceReport] = []
+    try:
+        for path, fmt, sha in plan:
+            rep = SourceReport(path=str(path), format=fmt.name, sha256=sha)
+            reports.append(rep)
+            state = SourceState(path)
+            ctx = Ctx(source=path.name, fmt=fmt.user_name, split=split_from_name(path), shared=shared, drop_empty=drop_empty)
+            seen_keys: dict[int, int] = {}
+            bar = _progress(path)
+            for chunk in iter_chunks(path, fmt.spec, state):
+                n_before = rep.quarantined
+                _ingest_chunk(chunk, fmt, ctx, rep, sink, quarantine, seen_keys, seen_responses, strict=strict, drop_empty=drop_empty)
+                if bar is not None:
+                    bar.update(chunk.frame.height + len(chunk.bad))
+                    bar.set_postfix(quarantined=rep.quarantined) if rep.quarantined != n_before else None
+            if bar is not None:
+                bar.close()
+            rep.records = state.records
+            rep.ingested = rep.records - rep.quarantined
+            rep.truncated = state.truncated
+            rep.warnings = state.warnings
+            if strict and state.truncated:
+                raise UsageError(f"{path}: {state.warnings[0]} (--strict)")
+    finally:
+        quarantine.close()
+        sink.close()
+    if old is not None:
+        _merge_old(workspace, name, staging)
+    tables = store.table_counts(staging)
+    sources = ([s for s in old["sources"]] if old else []) + [r.manifest() for r in reports]
+    fmts = sorted({s["format"] for s in sources})
+    manifest = {
+        "name": name,
+        "format": fmts[0] if len(fmts) == 1 else fmts,
+        "schema_version": SCHEMA_VERSION,
+        "created": (old or {}).get("created") or _now(),
+        "updated": _now(),
+        "sources": sources,
+        "tables": tables,
+        "splits": _split_counts(staging),
+    }
+    store.write_json(staging / "manifest.json", manifest)
+    return IngestReport(name=name, path=staging, sources=reports, tables=tables)
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def _split_counts(folder: Path) -> dict:
+    df = pl.scan_parquet(folder / "responses.parquet").group_by("split").len().collect()
+    return {str(r["split"]): int(r["len"]) for r in df.iter_rows(named=True)}
+
+
+def _progress(path: Path):
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(desc=path.name, unit="rec", file=sys.stderr, leave=False)
+
+
+def _quarantine(fh, rep: SourceReport, line: int, reason: str, record, strict: bool) -> None:
+    if strict:
+        raise UsageError(f"{rep.path}:{line}: {reason} (--strict: nothing was written)")
+    fh.write(orjson.dumps({"source": rep.path, "line": line, "reason": reason, "record": record}, default=str, option=orjson.OPT_NON_STR_KEYS))
+    fh.write(b"\n")
+    rep.quarantined += 1
+    key = reason.split(", got")[0].split(" of line")[0][:100]
+    rep.reasons[key] = rep.reasons.get(key, 0) + 1
+
+
+def _ingest_chunk(chunk: Chunk, fmt: Format, ctx: Ctx, rep: SourceReport, sink: _TableSink, qfh, seen_keys: dict, seen_responses: set,
+                  *, strict: bool, drop_empty: bool) -> None:
+    bad_lines: set[int] = set()
+    for b in chunk.bad:
+        _quarantine(qfh, rep, b.line, b.reason, b.record, strict)
+        bad_lines.add(b.line)
+    frame = chunk.frame
+    # exact duplicate records (same bytes / same content) within a source
+    dup_lines: list[int] = []
+    for line, key in zip(frame["_line"].to_list(), frame["_key"].to_list()):
+        first = seen_keys.setdefault(key, line)
+        if first != line:
+            dup_lines.append(line)
+            _quarantine(qfh, rep, line, f"exact duplicate of line {first}", chunk.record(line), strict)
+    if dup_lines:
+        frame = frame.filter(~pl.col("_line").is_in(dup_lines))
+        bad_lines.update(dup_lines)
+    if frame.height == 0:
+        return
+    res = fmt.normalize(frame.drop("_key"), ctx)
+    rejected: list[int] = []
+    for line, reason in res.rejects.sort("_line").iter_rows():
+        if line in bad_lines:
+            continue
+        bad_lines.add(line)
+        rejected.append(line)
+        _quarantine(qfh, rep, line, reason, chunk.record(line), strict)
+    if drop_empty and "responses" in res.tables:
+        empties = res.tables["responses"].filter(pl.col("flags").list.contains("empty_response"))["_line"].unique().sort().to_list()
+        for line in empties:
+            if line not in bad_lines:
+                bad_lines.add(line)
+                rejected.append(line)
+                _quarantine(qfh, rep, line, "empty response (--drop-empty)", chunk.record(line), strict)
+    for table, df in res.tables.items():
+        if rejected:
+            df = df.filter(~pl.col("_line").is_in(rejected))
+        if table == "responses":
+            df = df.unique(subset="response_id", keep="first", maintain_order=True)
+            ids = df["response_id"].to_list()
+            if seen_responses:
+                keep = [r not in seen_responses for r in ids]
+                df = df.filter(pl.Series(keep, dtype=pl.Boolean))
+                ids = [r for r, k in zip(ids, keep) if k]
+            seen_responses.update(ids)
+        sink.write(table, df.drop("_line"))
+
+
+def _merge_old(workspace: Path, name: str, staging: Path) -> None:
+    """--append: existing rows first, new rows after, exact duplicate rows dropped."""
+    old_dir = store.require(workspace, name)
+    for t in TABLES:
+        new = pl.read_parquet(staging / f"{t}.parquet")
+        old_p = old_dir / f"{t}.parquet"
+        old = pl.read_parquet(old_p) if old_p.exists() else empty(t)
+        both = pl.concat([old, new], how="vertical_relaxed")
+        key = ["response_id"] if t == "responses" else [c for c, dt in both.schema.items() if not isinstance(dt, (pl.List, pl.Struct))]
+        both = both.unique(subset=key, keep="first", maintain_order=True)
+        store.write_parquet(both, staging / f"{t}.parquet")
+    q_old = old_dir / "quarantine.jsonl"
+    if q_old.exists():
+        new_q = (staging / "quarantine.jsonl").read_bytes()
+        (staging / "quarantine.jsonl").write_bytes(q_old.read_bytes() + new_q)

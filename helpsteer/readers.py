@@ -1,0 +1,546 @@
+"""File readers: any supported container (.jsonl[.gz], .json array, .csv, .parquet, a
+`datasets.save_to_disk` directory) -> typed chunks of raw records, each with its 1-based line.
+
+Structural problems (undecodable bytes, invalid JSON, wrong types, a truncated gzip) become
+`BadRecord`s here; meaning-level checks belong to the format readers in helpsteer/formats/.
+JSON Lines take a fast path: polars parses a whole chunk, and only lines that polars could
+have coerced silently (a number or boolean where a string belongs) are re-checked one by one."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import logging
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import orjson
+import polars as pl
+
+from .errors import RecordError, UsageError
+from .schema import JSON, Incompatible, check_value, conform_frame, string_field_names
+
+log = logging.getLogger(__name__)
+
+CHUNK_BYTES = 16 << 20  # JSON Lines chunk size: bounds memory whatever the file size
+CHUNK_ROWS = 50_000  # rows per chunk for the other containers
+
+
+@dataclass
+class BadRecord:
+    line: int
+    reason: str
+    record: object  # the parsed record where it parsed, else the raw text
+
+
+@dataclass
+class Chunk:
+    frame: pl.DataFrame  # the spec's columns + `_line` (Int64) + `_key` (UInt64, exact-duplicate key)
+    bad: list[BadRecord] = field(default_factory=list)
+    raw: dict[int, object] = field(default_factory=dict)  # line -> original record (lazy for fast path)
+    lines: dict[int, str] | None = None  # JSON Lines: line -> text, for quarantine records
+
+    def record(self, line: int) -> object:
+        if line in self.raw:
+            return self.raw[line]
+        if self.lines is not None and line in self.lines:
+            try:
+                return orjson.loads(self.lines[line])
+            except orjson.JSONDecodeError:
+                return self.lines[line]
+        return None
+
+
+@dataclass
+class SourceState:
+    """What a reader learned about one file while reading it."""
+
+    path: Path
+    records: int = 0
+    truncated: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+def container_of(path: Path) -> str:
+    """jsonl | json | csv | parquet | hf"""
+    if path.is_dir():
+        if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists() or (path / "state.json").exists():
+            return "hf"
+        raise UsageError(f"{path}: a directory that is not a datasets.save_to_disk folder (no dataset_info.json or dataset_dict.json)")
+    if not path.exists():
+        raise UsageError(f"{path}: no such file")
+    name = path.name.lower()
+    for suffix in (".gz", ".gzip"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    if name.endswith((".jsonl", ".ndjson")):
+        return "jsonl"
+    if name.endswith(".json"):
+        head = _head_bytes(path, 4096).lstrip()
+        return "json" if head.startswith(b"[") else "jsonl"
+    if name.endswith((".csv", ".tsv")):
+        return "csv"
+    if name.endswith(".parquet"):
+        return "parquet"
+    head = _head_bytes(path, 4096).lstrip()
+    if head.startswith(b"["):
+        return "json"
+    if head.startswith(b"{"):
+        return "jsonl"
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    raise UsageError(f"{path}: unknown file type (expected .jsonl, .jsonl.gz, .json, .csv, .parquet or a datasets directory)")
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == b"\x1f\x8b"
+
+
+def _open_binary(path: Path):
+    return gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")
+
+
+def _head_bytes(path: Path, n: int) -> bytes:
+    try:
+        with _open_binary(path) as f:
+            return f.read(n)
+    except (OSError, EOFError, zlib.error):
+        return b""
+
+
+def read_all_bytes(path: Path, state: SourceState) -> bytes:
+    """Whole file, gunzipped; a truncated gzip yields what was readable and marks the state."""
+    if not _is_gzip(path):
+        return path.read_bytes()
+    out = bytearray()
+    with gzip.open(path, "rb") as f:
+        try:
+            while True:
+                block = f.read(1 << 20)
+                if not block:
+                    break
+                out += block
+        except (EOFError, OSError, zlib.error) as e:
+            state.truncated = True
+            state.warnings.append(f"gzip stream ended early ({e}); ingested what was readable")
+    return bytes(out)
+
+
+# --- sampling for format detection -------------------------------------------------------------
+def sample_records(path: Path, n: int = 50) -> list[dict]:
+    """Up to n parseable records (dicts) from the start of the file, for --format auto."""
+    kind = container_of(path)
+    out: list[dict] = []
+    if kind == "jsonl":
+        with _open_binary(path) as f:
+            try:
+                for raw in f:
+                    if len(out) >= n:
+                        break
+                    raw = raw.strip()
+                    if not raw:
+                        continue
+                    try:
+                        rec = orjson.loads(raw)
+                    except orjson.JSONDecodeError:
+                        continue
+                    if isinstance(rec, dict):
+                        out.append(rec)
+            except (EOFError, OSError, zlib.error):
+                pass
+    elif kind == "json":
+        state = SourceState(path)
+        for rec, _ in _iter_json_array(read_all_bytes(path, state)):
+            if isinstance(rec, dict):
+                out.append(rec)
+            if len(out) >= n:
+                break
+    elif kind == "csv":
+        with _open_text(path) as f:
+            for i, row in enumerate(csv.DictReader(f, delimiter=_delimiter(path))):
+                if i >= n:
+                    break
+                out.append({k: v for k, v in row.items() if k is not None})
+    elif kind == "parquet":
+        out = pl.read_parquet(path, n_rows=n).to_dicts()
+    elif kind == "hf":
+        for _, frame in _hf_frames(path):
+            out = frame.head(n).to_dicts()
+            break
+    return out
+
+
+# --- chunk iteration ---------------------------------------------------------------------------
+def iter_chunks(path: Path, spec: dict, state: SourceState, *, fast: bool = True) -> Iterator[Chunk]:
+    kind = container_of(path)
+    if kind == "jsonl":
+        yield from _jsonl_chunks(path, spec, state, fast=fast and not any(t is JSON for t in spec.values()))
+    elif kind == "json":
+        data = read_all_bytes(path, state)
+        yield from _records_chunks(_iter_json_array(data), spec, state)
+    elif kind == "csv":
+        yield from _csv_chunks(path, spec, state)
+    elif kind == "parquet":
+        yield from _frame_chunks(pl.read_parquet(path), spec, state, split=None)
+    elif kind == "hf":
+        for split, frame in _hf_frames(path):
+            yield from _frame_chunks(frame, spec, state, split=split)
+
+
+def _hf_frames(path: Path) -> Iterator[tuple[str | None, pl.DataFrame]]:
+    import datasets
+
+    loaded = datasets.load_from_disk(str(path))
+    if isinstance(loaded, datasets.DatasetDict):
+        for split, ds in loaded.items():
+            yield split, pl.from_arrow(ds.data.table)
+    else:
+        yield None, pl.from_arrow(loaded.data.table)
+
+
+def _line_key(texts: list[str]) -> pl.Series:
+    return pl.Series(texts, dtype=pl.String).hash(seed=0)
+
+
+def _jsonl_chunks(path: Path, spec: dict, state: SourceState, *, fast: bool) -> Iterator[Chunk]:
+    strings = string_field_names(spec)
+    # A line is suspect when a string-typed key is followed by something that is neither a
+    # string nor null: polars would have turned that number/boolean/array into text.
+    suspect_re = (
+        r'"(?:' + "|".join(sorted(_re_escape(s) for s in strings)) + r')"\s*:\s*[^"\sn]' if strings else None
+    )
+    line_no = 0
+    rest = b""
+    f = _open_binary(path)
+    try:
+        while True:
+            eof = False
+            try:
+                block = f.read(CHUNK_BYTES)
+            except (EOFError, OSError, zlib.error) as e:
+                block, eof = b"", True
+                state.truncated = True
+                state.warnings.append(f"gzip stream ended early ({e}); ingested what was readable")
+            if not block:
+                eof = True
+            data = rest + block
+            if eof:
+                pieces, rest = data.split(b"\n"), b""
+            else:
+                cut = data.rfind(b"\n")
+                if cut < 0:
+                    rest = data
+                    continue
+                pieces, rest = data[:cut].split(b"\n"), data[cut + 1 :]
+            numbered: list[tuple[int, bytes]] = []
+            for piece in pieces:
+                line_no += 1
+                piece = piece.strip()
+                if piece:
+                    numbered.append((line_no, piece))
+            last_partial = eof and state.truncated and bool(numbered) and not data.endswith(b"\n")
+            if numbered:
+                state.records += len(numbered)
+                yield _jsonl_chunk(numbered, spec, fast, suspect_re, truncated_last=last_partial)
+            if eof:
+                break
+    finally:
+        f.close()
+
+
+def _re_escape(s: str) -> str:
+    import re
+
+    return re.escape(s)
+
+
+def _jsonl_chunk(numbered: list[tuple[int, bytes]], spec: dict, fast: bool, suspect_re: str | None, truncated_last: bool) -> Chunk:
+    texts: list[str] = []
+    bad: list[BadRecord] = []
+    good: list[tuple[int, bytes, str]] = []
+    for ln, piece in numbered:
+        try:
+            text = piece.decode("utf-8")
+        except UnicodeDecodeError as e:
+            bad.append(BadRecord(ln, f"undecodable bytes: not UTF-8 at byte {e.start} of the line", piece.decode("utf-8", "replace")))
+            continue
+        good.append((ln, piece, text))
+        texts.append(text)
+    lines = {ln: text for ln, _, text in good}
+    keys = _line_key(texts)
+    if fast and good:
+        try:
+            frame = pl.read_ndjson(io.BytesIO(b"\n".join(p for _, p, _ in good)), infer_schema_length=None)
+            frame = conform_frame(frame, spec)
+            frame = frame.with_columns(
+                pl.Series("_line", [ln for ln, _, _ in good], dtype=pl.Int64), keys.alias("_key")
+            )
+            if suspect_re is not None:
+                suspect = pl.Series(texts, dtype=pl.String).str.contains(suspect_re)
+                if suspect.any():
+                    clean = frame.filter(~suspect)
+                    redo = [(good[i], keys[i]) for i in suspect.arg_true().to_list()]
+                    slow = _slow_lines(redo, spec, truncated_last=False)
+                    frame = pl.concat([clean, slow.frame], how="vertical_relaxed") if slow.frame.height else clean
+                    bad.extend(slow.bad)
+            return Chunk(frame=frame.sort("_line"), bad=bad, lines=lines)
+        except (pl.exceptions.PolarsError, Incompatible, ValueError, TypeError):
+            pass  # something in this chunk needs the line-by-line path
+    slow = _slow_lines([(g, keys[i]) for i, g in enumerate(good)], spec, truncated_last=truncated_last)
+    slow.bad[:0] = bad
+    slow.lines = lines
+    return slow
+
+
+def _slow_lines(items, spec: dict, truncated_last: bool) -> Chunk:
+    bad: list[BadRecord] = []
+    rows: list[dict] = []
+    line_col: list[int] = []
+    key_col: list[int] = []
+    last = items[-1][0][0] if items else None
+    for (ln, piece, text), key in items:
+        try:
+            rec = orjson.loads(piece)
+        except orjson.JSONDecodeError as e:
+            reason = f"invalid JSON: {e}"
+            if truncated_last and ln == last:
+                reason = "incomplete record: the gzip stream ended early (truncated file)"
+            bad.append(BadRecord(ln, reason, text))
+            continue
+        try:
+            rows.append(typed_record(rec, spec))
+        except RecordError as e:
+            bad.append(BadRecord(ln, e.reason, rec))
+            continue
+        line_col.append(ln)
+        key_col.append(key)
+    return Chunk(frame=build_frame(rows, spec, line_col, key_col), bad=bad)
+
+
+def typed_record(rec, spec: dict, coerce_strings: bool = False) -> dict:
+    if not isinstance(rec, dict):
+        kind = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}.get(type(rec), type(rec).__name__)
+        raise RecordError(f"record is {kind}, not a JSON object")
+    out = {name: check_value(rec.get(name), t, name, coerce_strings) for name, t in spec.items() if name != "__record__"}
+    if "__record__" in spec:  # readers that take the whole record (Label Studio JSON_MIN)
+        out["__record__"] = rec
+    return out
+
+
+def polars_schema(spec: dict) -> dict:
+    return {n: (pl.Object if t is JSON else t) for n, t in spec.items()}
+
+
+def build_frame(rows: list[dict], spec: dict, lines: list[int], keys: list[int]) -> pl.DataFrame:
+    cols = []
+    for name, t in spec.items():
+        values = [r[name] for r in rows]
+        cols.append(pl.Series(name, values, dtype=pl.Object if t is JSON else t))
+    cols.append(pl.Series("_line", lines, dtype=pl.Int64))
+    cols.append(pl.Series("_key", keys, dtype=pl.UInt64))
+    return pl.DataFrame(cols)
+
+
+def _records_chunks(records: Iterator[tuple[object, int]], spec: dict, state: SourceState, coerce_strings: bool = False) -> Iterator[Chunk]:
+    """Chunks from (record or BadRecord, line) pairs of an in-memory container."""
+    batch: list[tuple[object, int]] = []
+    for item in records:
+        batch.append(item)
+        state.records += 1
+        if len(batch) >= CHUNK_ROWS:
+            yield _records_chunk(batch, spec, coerce_strings)
+            batch = []
+    if batch:
+        yield _records_chunk(batch, spec, coerce_strings)
+
+
+def _records_chunk(batch, spec: dict, coerce_strings: bool) -> Chunk:
+    bad: list[BadRecord] = []
+    rows, lines, texts, raw = [], [], [], {}
+    for rec, ln in batch:
+        if isinstance(rec, BadRecord):
+            bad.append(rec)
+            continue
+        try:
+            text = orjson.dumps(rec, option=orjson.OPT_SORT_KEYS).decode()
+        except TypeError as e:  # lone surrogates from undecodable bytes, or non-JSON values
+            bad.append(BadRecord(ln, f"undecodable bytes: {e}", repr(rec)[:2000]))
+            continue
+        try:
+            rows.append(typed_record(rec, spec, coerce_strings))
+        except RecordError as e:
+            bad.append(BadRecord(ln, e.reason, rec))
+            continue
+        lines.append(ln)
+        texts.append(text)
+        raw[ln] = rec
+    keys = _line_key(texts).to_list() if texts else []
+    return Chunk(frame=build_frame(rows, spec, lines, keys), bad=bad, raw=raw)
+
+
+def _iter_json_array(data: bytes) -> Iterator[tuple[object, int]]:
+    """Elements of a JSON array (element number = line); salvages the elements before a syntax error."""
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if isinstance(parsed, list):
+        for i, rec in enumerate(parsed, start=1):
+            yield rec, i
+        return
+    if isinstance(parsed, dict):
+        yield parsed, 1
+        return
+    text = data.decode("utf-8", "surrogateescape")
+    dec = json.JSONDecoder()
+    pos = _skip_ws(text, 0)
+    if not text.startswith("[", pos):
+        yield BadRecord(1, "invalid JSON: the file is neither a JSON array nor JSON Lines", text[:2000]), 1
+        return
+    pos += 1
+    i = 0
+    while True:
+        pos = _skip_ws(text, pos)
+        if text.startswith("]", pos):
+            return
+        i += 1
+        try:
+            rec, end = dec.raw_decode(text, pos)
+        except json.JSONDecodeError as e:
+            yield BadRecord(i, f"invalid JSON at element {i} (char {e.pos}): {e.msg}; the rest of the file is unreadable", text[pos : pos + 2000]), i
+            return
+        yield rec, i
+        pos = _skip_ws(text, end)
+        if text.startswith(",", pos):
+            pos += 1
+        elif not text.startswith("]", pos):
+            yield BadRecord(i + 1, f"invalid JSON after element {i} (char {pos}): expected ',' or ']'; the rest of the file is unreadable", text[pos : pos + 2000]), i + 1
+            return
+
+
+def _skip_ws(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+def _delimiter(path: Path) -> str:
+    return "\t" if ".tsv" in path.name.lower() else ","
+
+
+def _open_text(path: Path):
+    return io.TextIOWrapper(_open_binary(path), encoding="utf-8", errors="surrogateescape", newline="")
+
+
+def _csv_chunks(path: Path, spec: dict, state: SourceState) -> Iterator[Chunk]:
+    def records():
+        f = _open_text(path)
+        try:
+            reader = csv.reader(f, delimiter=_delimiter(path))
+            try:
+                header = next(reader)
+            except StopIteration:
+                return
+            except (EOFError, OSError, zlib.error) as e:
+                state.truncated = True
+                state.warnings.append(f"file ended early ({e})")
+                return
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    return
+                except (EOFError, OSError, zlib.error) as e:
+                    state.truncated = True
+                    state.warnings.append(f"gzip stream ended early ({e}); ingested what was readable")
+                    return
+                except csv.Error as e:
+                    yield BadRecord(reader.line_num, f"malformed CSV: {e}", None), reader.line_num
+                    continue
+                ln = reader.line_num
+                if not row or all(c == "" for c in row):
+                    continue
+                if len(row) != len(header):
+                    yield BadRecord(ln, f"row has {len(row)} fields, the header has {len(header)}", row), ln
+                    continue
+                if any(_has_surrogates(c) for c in row):
+                    yield BadRecord(ln, "undecodable bytes: not UTF-8", [c.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for c in row]), ln
+                    continue
+                yield {h: (None if c == "" else c) for h, c in zip(header, row)}, ln
+        finally:
+            f.close()
+
+    yield from _records_chunks(records(), spec, state, coerce_strings=True)
+
+
+def _has_surrogates(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+        return False
+    except UnicodeEncodeError:
+        return True
+
+
+def _frame_chunks(frame: pl.DataFrame, spec: dict, state: SourceState, split: str | None) -> Iterator[Chunk]:
+    if split is not None and "split" in spec and "split" not in frame.columns:
+        frame = frame.with_columns(pl.lit(split).alias("split"))
+    for start in range(0, frame.height, CHUNK_ROWS):
+        part = frame.slice(start, CHUNK_ROWS)
+        state.records += part.height
+        lines = list(range(start + 1, start + part.height + 1))
+        try:
+            typed = conform_frame(part, spec)
+            texts = [orjson.dumps(r, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY, default=str).decode() for r in part.to_dicts()]
+            typed = typed.with_columns(pl.Series("_line", lines, dtype=pl.Int64), _line_key(texts).alias("_key"))
+            yield Chunk(frame=typed, raw={})
+        except (Incompatible, pl.exceptions.PolarsError):
+            yield _records_chunk(list(zip(part.to_dicts(), lines)), spec, coerce_strings=False)
+
+
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    if path.is_dir():
+        for p in sorted(path.rglob("*")):
+            if p.is_file():
+                h.update(str(p.relative_to(path)).encode())
+                with open(p, "rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        h.update(block)
+        return h.hexdigest()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def split_from_name(path: Path) -> str | None:
+    """train / validation / test from a file or folder name (train.jsonl.gz, validation..., test...)."""
+    import re
+
+    for part in reversed(path.parts[-3:]):
+        name = part.lower()
+        m = re.search(r"(?:^|[^a-z])(train|training|validation|valid|val|dev|test|testing)(?:[^a-z]|$)", name)
+        if m:
+            word = m.group(1)
+            return {"training": "train", "valid": "validation", "val": "validation", "dev": "validation", "testing": "test"}.get(word, word)
+    return None
+
+
+__all__ = [
+    "BadRecord",
+    "Chunk",
+    "SourceState",
+    "container_of",
+    "file_sha256",
+    "iter_chunks",
+    "sample_records",
+    "split_from_name",
+    "typed_record",
+]

@@ -1,0 +1,1 @@
+"""rm_training package (arrives with its issue)."""
