@@ -172,17 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("interrupted")
         return 130
-    except Exception as e:  # click usage errors come as exceptions in non-standalone mode
-        import click
-
-        if isinstance(e, click.exceptions.UsageError):
-            e.show()
-            return 2
-        if isinstance(e, click.exceptions.Abort):
-            return 1
-        if isinstance(e, click.ClickException):
+    except Exception as e:  # click's (typer's vendored click) usage errors come as exceptions here
+        if hasattr(e, "show") and isinstance(getattr(e, "exit_code", None), int):
             e.show()
             return e.exit_code
+        if type(e).__name__ == "Abort":
+            return 1
         import traceback
 
         traceback.print_exc()

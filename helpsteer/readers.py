@@ -9,7 +9,6 @@ have coerced silently (a number or boolean where a string belongs) are re-checke
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import json
 import logging
@@ -101,8 +100,64 @@ def _is_gzip(path: Path) -> bool:
         return f.read(2) == b"\x1f\x8b"
 
 
-def _open_binary(path: Path):
-    return gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")
+class _SalvagingGzip(io.RawIOBase):
+    """Gunzips a file and, where the stream is cut short or corrupt, ends cleanly after the last
+    decompressible byte (gzip.GzipFile raises and loses the block in flight). Multi-member files
+    are read whole. `error` tells why the stream ended early, None when it ended properly."""
+
+    def __init__(self, path: Path):
+        self._f = open(path, "rb")
+        self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._buf = b""
+        self._done = False
+        self.error: str | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        while not self._buf and not self._done:
+            raw = self._f.read(1 << 20)
+            try:
+                if not raw:
+                    self._buf = self._d.flush()
+                    if not self._d.eof:
+                        self.error = "compressed file ended before the end-of-stream marker was reached"
+                    self._done = True
+                    break
+                out = self._d.decompress(raw)
+                while self._d.eof and self._d.unused_data:  # next gzip member
+                    rest = self._d.unused_data
+                    self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                    out += self._d.decompress(rest)
+                self._buf = out
+            except zlib.error as e:
+                self.error = f"corrupt gzip data ({e})"
+                self._done = True
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
+
+
+def _open_binary(path: Path, state: "SourceState | None" = None):
+    if not _is_gzip(path):
+        return open(path, "rb")
+    raw = _SalvagingGzip(path)
+    if state is not None:
+        state._gzip = raw
+    return io.BufferedReader(raw, 1 << 20)
+
+
+def _note_truncation(state: "SourceState") -> None:
+    raw = getattr(state, "_gzip", None)
+    if raw is not None and raw.error and not state.truncated:
+        state.truncated = True
+        state.warnings.append(f"gzip stream ended early ({raw.error}); ingested what was readable")
 
 
 def _head_bytes(path: Path, n: int) -> bytes:
@@ -117,18 +172,10 @@ def read_all_bytes(path: Path, state: SourceState) -> bytes:
     """Whole file, gunzipped; a truncated gzip yields what was readable and marks the state."""
     if not _is_gzip(path):
         return path.read_bytes()
-    out = bytearray()
-    with gzip.open(path, "rb") as f:
-        try:
-            while True:
-                block = f.read(1 << 20)
-                if not block:
-                    break
-                out += block
-        except (EOFError, OSError, zlib.error) as e:
-            state.truncated = True
-            state.warnings.append(f"gzip stream ended early ({e}); ingested what was readable")
-    return bytes(out)
+    with _open_binary(path, state) as f:
+        data = f.read()
+    _note_truncation(state)
+    return data
 
 
 # --- sampling for format detection -------------------------------------------------------------
@@ -216,18 +263,14 @@ def _jsonl_chunks(path: Path, spec: dict, state: SourceState, *, fast: bool) -> 
     )
     line_no = 0
     rest = b""
-    f = _open_binary(path)
+    f = _open_binary(path, state)
     try:
         while True:
             eof = False
-            try:
-                block = f.read(CHUNK_BYTES)
-            except (EOFError, OSError, zlib.error) as e:
-                block, eof = b"", True
-                state.truncated = True
-                state.warnings.append(f"gzip stream ended early ({e}); ingested what was readable")
+            block = f.read(CHUNK_BYTES)
             if not block:
                 eof = True
+                _note_truncation(state)
             data = rest + block
             if eof:
                 pieces, rest = data.split(b"\n"), b""
@@ -433,13 +476,13 @@ def _delimiter(path: Path) -> str:
     return "\t" if ".tsv" in path.name.lower() else ","
 
 
-def _open_text(path: Path):
-    return io.TextIOWrapper(_open_binary(path), encoding="utf-8", errors="surrogateescape", newline="")
+def _open_text(path: Path, state: "SourceState | None" = None):
+    return io.TextIOWrapper(_open_binary(path, state), encoding="utf-8", errors="surrogateescape", newline="")
 
 
 def _csv_chunks(path: Path, spec: dict, state: SourceState) -> Iterator[Chunk]:
     def records():
-        f = _open_text(path)
+        f = _open_text(path, state)
         try:
             reader = csv.reader(f, delimiter=_delimiter(path))
             try:
@@ -454,6 +497,7 @@ def _csv_chunks(path: Path, spec: dict, state: SourceState) -> Iterator[Chunk]:
                 try:
                     row = next(reader)
                 except StopIteration:
+                    _note_truncation(state)
                     return
                 except (EOFError, OSError, zlib.error) as e:
                     state.truncated = True

@@ -88,6 +88,10 @@ def _norm_llmfao_pairs(df: pl.DataFrame, ctx: Ctx) -> Result:
             b.reject(line, "result_x is identical to result_y")
             continue
         key = str(r["id"])
+        if ctx.drop_empty and (not r["result_x"].strip() or not r["result_y"].strip()):
+            ctx.shared.setdefault("llmfao_dropped", {})[key] = line
+            b.reject(line, "empty response (--drop-empty)")
+            continue
         if key in pairs:
             b.reject(line, f"field 'id': pair {key} already defined on line {pairs[key][4]}")
             continue
@@ -114,6 +118,10 @@ def _norm_llmfao_votes(df: pl.DataFrame, ctx: Ctx) -> Result:
             b.reject(line, "field 'id': missing or null")
             continue
         key = str(r["id"])
+        dropped = ctx.shared.get("llmfao_dropped", {})
+        if key in dropped:
+            b.reject(line, f"field 'id': vote for pair {key}, whose pair record (line {dropped[key]}) was quarantined")
+            continue
         if key not in pairs:
             b.reject(line, f"field 'id': vote for pair {key}, which is not in the pairs file (give pairs-crowd.jsonl in the same call)")
             continue
