@@ -14,7 +14,6 @@ from pathlib import Path
 
 import orjson
 import polars as pl
-import pyarrow.parquet as pq
 
 from . import store
 from .errors import UsageError
@@ -83,28 +82,49 @@ def container_of_dir_is_plain(p: Path) -> bool:
 
 
 class _TableSink:
-    """Appends chunk frames to one parquet file per table (pyarrow writer, streaming)."""
+    """Collects chunk frames per table and writes parquet parts (polars' writer, zstd) when a
+    buffer passes FLUSH_ROWS; at close one part is renamed into place, several are merged by a
+    streaming scan. Memory stays bounded by the buffer, whatever the file size."""
+
+    FLUSH_ROWS = 2_000_000
 
     def __init__(self, folder: Path):
         self.folder = folder
-        self.writers: dict[str, pq.ParquetWriter] = {}
+        self.buffers: dict[str, list[pl.DataFrame]] = {t: [] for t in TABLES}
+        self.buffered = {t: 0 for t in TABLES}
+        self.parts: dict[str, list[Path]] = {t: [] for t in TABLES}
         self.counts = {t: 0 for t in TABLES}
 
     def write(self, table: str, df: pl.DataFrame) -> None:
         if df.height == 0:
             return
-        arrow = df.to_arrow()
-        if table not in self.writers:
-            self.writers[table] = pq.ParquetWriter(self.folder / f"{table}.parquet", arrow.schema)
-        self.writers[table].write_table(arrow)
+        self.buffers[table].append(df)
+        self.buffered[table] += df.height
         self.counts[table] += df.height
+        if self.buffered[table] >= self.FLUSH_ROWS:
+            self._flush(table)
+
+    def _flush(self, table: str) -> None:
+        if not self.buffers[table]:
+            return
+        part = self.folder / f".{table}-{len(self.parts[table]):05d}.parquet"
+        pl.concat(self.buffers[table], how="vertical_relaxed").write_parquet(part, compression="zstd", statistics=False)
+        self.parts[table].append(part)
+        self.buffers[table], self.buffered[table] = [], 0
 
     def close(self) -> None:
-        for w in self.writers.values():
-            w.close()
         for t in TABLES:
-            if t not in self.writers:
-                empty(t).write_parquet(self.folder / f"{t}.parquet")
+            self._flush(t)
+            final = self.folder / f"{t}.parquet"
+            parts = self.parts[t]
+            if not parts:
+                empty(t).write_parquet(final)
+            elif len(parts) == 1:
+                parts[0].rename(final)
+            else:
+                pl.scan_parquet(parts).sink_parquet(final, compression="zstd")
+                for p in parts:
+                    p.unlink()
 
 
 def ingest(

@@ -25,7 +25,8 @@ from .schema import JSON, Incompatible, check_value, conform_frame, string_field
 
 log = logging.getLogger(__name__)
 
-CHUNK_BYTES = 16 << 20  # JSON Lines chunk size: bounds memory whatever the file size
+CHUNK_BYTES = 8 << 20  # JSON Lines chunk size: bounds memory whatever the file size
+INFER_ROWS = 1000  # rows polars infers a chunk's schema from (a mismatch later re-parses with all)
 CHUNK_ROWS = 50_000  # rows per chunk for the other containers
 
 
@@ -318,7 +319,7 @@ def _jsonl_chunk(numbered: list[tuple[int, bytes]], spec: dict, fast: bool, susp
     keys = _line_key(texts)
     if fast and good:
         try:
-            frame = pl.read_ndjson(io.BytesIO(b"\n".join(p for _, p, _ in good)), infer_schema_length=None)
+            frame = _parse_chunk(b"\n".join(p for _, p, _ in good), texts, spec)
             frame = conform_frame(frame, spec)
             frame = frame.with_columns(
                 pl.Series("_line", [ln for ln, _, _ in good], dtype=pl.Int64), keys.alias("_key")
@@ -329,15 +330,59 @@ def _jsonl_chunk(numbered: list[tuple[int, bytes]], spec: dict, fast: bool, susp
                     clean = frame.filter(~suspect)
                     redo = [(good[i], keys[i]) for i in suspect.arg_true().to_list()]
                     slow = _slow_lines(redo, spec, truncated_last=False)
-                    frame = pl.concat([clean, slow.frame], how="vertical_relaxed") if slow.frame.height else clean
+                    frame = pl.concat([clean, slow.frame], how="vertical_relaxed").sort("_line") if slow.frame.height else clean
                     bad.extend(slow.bad)
-            return Chunk(frame=frame.sort("_line"), bad=bad, lines=lines)
+            return Chunk(frame=frame, bad=bad, lines=lines)
         except (pl.exceptions.PolarsError, Incompatible, ValueError, TypeError):
             pass  # something in this chunk needs the line-by-line path
     slow = _slow_lines([(g, keys[i]) for i, g in enumerate(good)], spec, truncated_last=truncated_last)
     slow.bad[:0] = bad
     slow.lines = lines
     return slow
+
+
+def _field_names(spec: dict) -> set[str]:
+    names: set[str] = set()
+
+    def walk(name, dt):
+        names.add(name)
+        if isinstance(dt, pl.List):
+            walk(name, dt.inner)
+        elif isinstance(dt, pl.Struct):
+            for f in dt.fields:
+                walk(f.name, f.dtype)
+
+    for n, t in spec.items():
+        walk(n, t)
+    return names
+
+
+def _schema_names(dt, out: set[str]) -> None:
+    if isinstance(dt, pl.List):
+        _schema_names(dt.inner, out)
+    elif isinstance(dt, pl.Struct):
+        for f in dt.fields:
+            out.add(f.name)
+            _schema_names(f.dtype, out)
+
+
+def _parse_chunk(data: bytes, texts: list[str], spec: dict) -> pl.DataFrame:
+    """polars parse of a chunk, inferring the schema from its first rows (the whole chunk when a
+    later row disagrees, or when a field of the spec is missing from the inferred schema but
+    occurs in the text: short inference drops such fields silently)."""
+    try:
+        frame = pl.read_ndjson(io.BytesIO(data), infer_schema_length=INFER_ROWS)
+    except pl.exceptions.PolarsError:
+        return pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
+    seen = set(frame.columns)
+    for dt in frame.schema.values():
+        _schema_names(dt, seen)
+    absent = sorted(_field_names(spec) - seen)
+    if absent:
+        pattern = '"(?:' + "|".join(_re_escape(a) for a in absent) + ')"\\s*:'
+        if pl.Series(texts, dtype=pl.String).str.contains(pattern).any():
+            return pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
+    return frame
 
 
 def _slow_lines(items, spec: dict, truncated_last: bool) -> Chunk:

@@ -129,6 +129,8 @@ def _compat_expr(expr: pl.Expr, actual: pl.DataType, expected) -> pl.Expr:
     if isinstance(expected, pl.List):
         if not isinstance(actual, pl.List):
             raise Incompatible(f"{actual} -> List")
+        if actual.inner.is_numeric() and expected.inner in (pl.Float64,) or actual.inner == expected.inner:
+            return expr.cast(expected)  # lossless: ints widen to floats, same type stays
         inner = _compat_expr(pl.element(), actual.inner, expected.inner)
         return expr.list.eval(inner)
     if isinstance(expected, pl.Struct):

@@ -333,3 +333,17 @@ def test_reingest_gives_same_ids_and_shared_responses_merge(ws, tmp_path):
     assert table(ws, "both", "responses").height == 1  # same response to the same conversation in two files
     assert table(ws, "both", "ratings").height == 10
     assert stable_hash("a", "b") != stable_hash("ab")
+
+
+@pytest.mark.parametrize("text", [
+    "Hi there<extra_id_1>Assistant\nHello!\n<extra_id_1>User\nWhat is 2+2?",
+    "first\n<extra_id_1>Assistant\nsecond\n<extra_id_1>User\nthird\n",
+    "<extra_id_1>User\nonly user",
+    "plain prompt",
+    "a\n<extra_id_1>Assistant\n\n<extra_id_1>User\nb",
+])
+def test_vectorised_multiturn_parse_equals_reference(text):
+    from helpsteer.formats.helpsteer import parse_extra_id_prompt, prompt_context
+
+    df = prompt_context(pl.DataFrame({"prompt": [text, "x"], "_line": [1, 2]}))
+    assert df["context"].to_list()[0] == parse_extra_id_prompt(text)

@@ -211,3 +211,17 @@ def test_readers_split_from_name():
     assert readers.split_from_name(Path("x/validation.jsonl.gz")) == "validation"
     assert readers.split_from_name(Path("hh/harmless-base/test.jsonl.gz")) == "test"
     assert readers.split_from_name(Path("pandalm-testset/data/testset-v1.json")) is None
+
+
+def test_fields_that_appear_late_in_a_chunk_are_not_dropped(ws, tmp_path):
+    """polars infers a chunk's schema from its first rows; a field first seen later must survive."""
+    rows = [dict(good(i)) for i in range(1500)]
+    rows[1400]["split"] = "validation"
+    rows[1450]["helpfulness"] = 2.0  # float after ints: same value, no quarantine
+    rows[1460]["coherence"] = 2.5  # a real non-integer: quarantined
+    path = write_jsonl(tmp_path / "data.jsonl", rows)
+    assert run_cli("ingest", path, "--workspace", ws, "--name", "late") == 0
+    resp = table(ws, "late", "responses")
+    assert resp.filter(pl.col("split") == "validation")["response"].to_list() == ["r1400"]
+    q = quarantine(ws, "late")
+    assert [r["line"] for r in q] == [1461] and "coherence" in q[0]["reason"] and "2.5" in q[0]["reason"]

@@ -37,17 +37,23 @@ def user_context(prompt_col: str) -> pl.Expr:
 
 
 def split_reasons(df: pl.DataFrame, checks: list[tuple[pl.Expr, pl.Expr]]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Apply (bad condition, reason) checks in order; return (good rows, rejects[_line, reason])."""
-    if not checks:
-        return df, pl.DataFrame(schema={"_line": pl.Int64, "reason": pl.String})
-    expr = pl.when(checks[0][0]).then(checks[0][1])
-    for cond, reason in checks[1:]:
-        expr = expr.when(cond).then(reason)
-    expr = expr.otherwise(pl.lit(None, dtype=pl.String))
-    with_reason = df.with_columns(expr.cast(pl.String).alias("_reason"))
-    bad = with_reason.filter(pl.col("_reason").is_not_null()).select("_line", pl.col("_reason").alias("reason"))
-    good = with_reason.filter(pl.col("_reason").is_null()).drop("_reason")
-    return good, bad
+    """Apply (bad condition, reason) checks in order; return (good rows, rejects[_line, reason]).
+
+    Conditions are evaluated on every row; reason texts only on the (few) bad rows."""
+    empty_rejects = pl.DataFrame(schema={"_line": pl.Int64, "reason": pl.String})
+    if not checks or df.height == 0:
+        return df, empty_rejects
+    flags = df.select([c.fill_null(False).alias(f"_c{i}") for i, (c, _) in enumerate(checks)])
+    any_bad = flags.select(pl.any_horizontal(pl.all()).alias("b"))["b"]
+    if not any_bad.any():
+        return df, empty_rejects
+    bad_rows = df.filter(any_bad)
+    bad_flags = flags.filter(any_bad)
+    expr = pl.lit(None, dtype=pl.String)
+    for i, (_, reason) in reversed(list(enumerate(checks))):
+        expr = pl.when(pl.col(f"_c{i}")).then(reason.cast(pl.String)).otherwise(expr)
+    reasons = pl.concat([bad_rows, bad_flags], how="horizontal").select("_line", expr.alias("reason"))
+    return df.filter(~any_bad), reasons
 
 
 def missing(col: str) -> tuple[pl.Expr, pl.Expr]:
@@ -66,14 +72,6 @@ def int_in_range(col: str, lo: int, hi: int, what: str = "rating") -> tuple[pl.E
     )
 
 
-def list_ints_in_range(col: str, lo: int, hi: int, what: str = "ratings") -> tuple[pl.Expr, pl.Expr]:
-    c = pl.col(col)
-    bad_elem = c.list.eval(
-        pl.element().is_null() | (pl.element() < lo) | (pl.element() > hi) | (pl.element() != pl.element().round())
-    ).list.any()
-    return bad_elem, pl.format(f"field '{col}': {what} must be integers in {lo}..{hi}, got [{{}}]", c.cast(pl.List(pl.String)).list.join(", "))
-
-
 def context_ok(col: str = "context") -> list[tuple[pl.Expr, pl.Expr]]:
     c = pl.col(col)
     bad_turn = c.list.eval(
@@ -89,9 +87,11 @@ def context_ok(col: str = "context") -> list[tuple[pl.Expr, pl.Expr]]:
 def with_response_ids(df: pl.DataFrame, context_col: str, response_col: str, prefix: str) -> pl.DataFrame:
     """Add `{prefix}id` (hash of context + response) and `{prefix}prompt_id` (hash of context)."""
     key = df.select(context_key_expr(context_col).alias("k"))["k"]
+    uniq = key.unique()
+    prompt_ids = dict(zip(uniq.to_list(), hash_series(uniq).to_list()))  # many responses share a context
     return df.with_columns(
         hash_series(key, df[response_col]).alias(f"{prefix}id"),
-        hash_series(key).alias(f"{prefix}prompt_id"),
+        key.replace_strict(prompt_ids, return_dtype=pl.String).alias(f"{prefix}prompt_id"),
     )
 
 

@@ -18,7 +18,6 @@ from .common import (
     content_pair_id,
     context_ok,
     int_in_range,
-    list_ints_in_range,
     missing,
     responses_from,
     split_reasons,
@@ -42,14 +41,26 @@ def parse_extra_id_prompt(text: str) -> list[dict]:
 
 
 def prompt_context(df: pl.DataFrame, prompt_col: str = "prompt") -> pl.DataFrame:
-    """Add `context` from a HelpSteer2-style prompt string (multi-turn markers become turns)."""
+    """Add `context` from a HelpSteer2-style prompt string (multi-turn markers become turns).
+
+    Vectorised equivalent of parse_extra_id_prompt: split on the marker; the first part is the
+    first user turn (dropped when empty), each later part starts with its role name."""
     has = df[prompt_col].fill_null("").str.contains(_MARKER, literal=True)
     if not has.any():
         return df.with_columns(user_context(prompt_col).alias("context"))
-    plain = df.filter(~has).with_columns(user_context(prompt_col).alias("context"))
-    multi = df.filter(has)
-    ctx = pl.Series("context", [parse_extra_id_prompt(t) for t in multi[prompt_col].to_list()], dtype=CONTEXT)
-    return pl.concat([plain, multi.with_columns(ctx)], how="vertical_relaxed").sort("_line")
+    e = pl.element()
+    idx = pl.int_range(pl.len())
+    role = pl.when(idx == 0).then(pl.lit("user")).otherwise(e.str.extract(r"^(User|Assistant)", 1).str.to_lowercase())
+    body = pl.when(idx == 0).then(e).otherwise(e.str.replace(r"^(?:User|Assistant)\n?", ""))
+    # the newline before a marker belongs to the marker; the last part keeps its own
+    content = pl.when(idx < pl.len() - 1).then(body.str.strip_suffix("\n")).otherwise(body)
+    turns = (
+        pl.col(prompt_col)
+        .str.split(_MARKER)
+        .list.eval(pl.struct(role.alias("role"), content.alias("content")))
+        .list.eval(e.filter((pl.int_range(pl.len()) > 0) | (e.struct.field("content") != "") | (pl.len() == 1)))
+    )
+    return df.with_columns(pl.when(has).then(turns).otherwise(user_context(prompt_col)).cast(CONTEXT).alias("context"))
 
 
 def _split_expr(df: pl.DataFrame, ctx: Ctx) -> pl.Expr:
@@ -70,25 +81,35 @@ def _meta(df: pl.DataFrame, ctx: Ctx) -> dict:
 def _norm_ratings(df: pl.DataFrame, ctx: Ctx, per_annotator: bool) -> Result:
     res = Result()
     checks = [missing("prompt"), missing("response")] + [missing(a) for a in ATTRS]
-    for a in ATTRS:
-        checks.append(list_ints_in_range(a, 0, 4) if per_annotator else int_in_range(a, 0, 4))
-        if per_annotator:
-            checks.append((pl.col(a).list.len() == 0, pl.lit(f"field '{a}': no annotator ratings")))
+    if per_annotator:
+        checks += [(pl.col(a).list.len() == 0, pl.lit(f"field '{a}': no annotator ratings")) for a in ATTRS]
     df, bad = split_reasons(df, checks)
     res.reject(bad["_line"], bad["reason"])
     if df.height == 0:
         return res
     df = with_response_ids(prompt_context(df), "context", "response", "")
-    res.add("responses", responses_from(df, context="context", response="response", id_col="id", prompt_id_col="prompt_id", source=ctx.source, meta=_meta(df, ctx)))
+    # long form first, then range checks on plain float columns (no per-row list evaluation)
     long = df.select(pl.col("id").alias("response_id"), "_line", *ATTRS).unpivot(
         index=["response_id", "_line"], on=list(ATTRS), variable_name="attribute", value_name="score"
     )
     if per_annotator:
         long = long.with_columns(pl.int_ranges(pl.col("score").list.len()).alias("k")).explode(["score", "k"])
-        long = long.with_columns(pl.format("anon:{}:{}", "response_id", "k").alias("annotator_id"))
+    s = pl.col("score")
+    wrong = long.filter(s.is_null() | (s < 0) | (s > 4) | (s != s.round()) | s.is_nan())
+    if wrong.height:
+        first = wrong.group_by("_line").agg(pl.col("attribute").first(), pl.col("score").first())
+        what = "per-annotator ratings" if per_annotator else "rating"
+        reason = pl.format(f"field '{{}}': {what} must be integers in 0..4, got {{}}", "attribute", pl.col("score").cast(pl.String).fill_null("null"))
+        res.reject(first["_line"], first.select(reason.alias("r"))["r"])
+        bad_lines = first["_line"]
+        df = df.filter(~pl.col("_line").is_in(bad_lines.implode()))
+        long = long.filter(~pl.col("_line").is_in(bad_lines.implode()))
+    res.add("responses", responses_from(df, context="context", response="response", id_col="id", prompt_id_col="prompt_id", source=ctx.source, meta=_meta(df, ctx)))
+    if per_annotator:
+        annotator = pl.concat_str([pl.lit("anon:"), pl.col("response_id"), pl.lit(":"), pl.col("k").cast(pl.String)])
     else:
-        long = long.with_columns(pl.lit(None, dtype=pl.String).alias("annotator_id"))
-    res.add("ratings", long.with_columns(pl.col("score").cast(pl.Float64), pl.lit(ctx.source).alias("source")))
+        annotator = pl.lit(None, dtype=pl.String)
+    res.add("ratings", long.select("response_id", annotator.alias("annotator_id"), "attribute", s.cast(pl.Float64), pl.lit(ctx.source).alias("source"), "_line"))
     return res
 
 
