@@ -34,6 +34,29 @@ def stat(value, ci: tuple[float, float] | None = None, reason: str | None = None
     return out
 
 
+def bootstrap_ci(samples: np.ndarray, point: float, confidence: float = 0.95) -> tuple[float, float] | None:
+    """Bias-corrected percentile interval (Efron 1981): the percentiles shift by the share of
+    resamples below the point estimate. When nearly all resamples fall on one side (a statistic
+    with strong small-sample bias, e.g. kappa averaged over annotator pairs that share a dozen
+    items) the correction degenerates; then the plain percentile interval is widened to reach
+    the estimate, so the interval always contains it."""
+    from scipy.stats import norm
+
+    samples = samples[np.isfinite(samples)]
+    if samples.size == 0 or not np.isfinite(point):
+        return None
+    below = (np.sum(samples < point) + 0.5 * np.sum(samples == point)) / samples.size
+    tail = (1 - confidence) / 2
+    if tail < below < 1 - tail:
+        z0 = norm.ppf(below)
+        z = norm.ppf(1 - tail)
+        lo, hi = norm.cdf(2 * z0 - z) * 100, norm.cdf(2 * z0 + z) * 100
+    else:
+        lo, hi = tail * 100, (1 - tail) * 100
+    ci_lo, ci_hi = float(np.percentile(samples, lo)), float(np.percentile(samples, hi))
+    return min(ci_lo, point), max(ci_hi, point)
+
+
 def resample_weights(rng: np.random.Generator, n: int, b: int) -> np.ndarray:
     """b bootstrap resamples of n items as count vectors (b x n): how often each item is drawn."""
     idx = rng.integers(0, n, size=(b, n))
@@ -123,6 +146,7 @@ class Agreement:
     results_: dict = field(default_factory=dict, init=False)
     n_items_: int = field(default=0, init=False)
     n_annotators_: int = field(default=0, init=False)
+    n_pairs_: int = field(default=0, init=False)
     anonymous_: bool = field(default=False, init=False)
 
     def fit(self, long: pl.DataFrame, item: str = "item", annotator: str = "annotator", value: str = "value") -> "Agreement":
@@ -151,7 +175,7 @@ class Agreement:
         rng = np.random.default_rng(self.seed)
         boot: dict[str, list[np.ndarray]] = {}
         point = self._points(df, vc, domain, res)
-        pairs = self._annotator_pairs(df, u_idx, v_idx, len(domain)) if not self.anonymous_ else []
+        pairs = self._annotator_pairs(df, len(units), len(domain)) if not self.anonymous_ else None
         coinc = unit_coincidences(vc)
         same_m = len(np.unique(vc.sum(axis=1))) == 1 and vc.sum(axis=1)[0] >= 2
         for start in range(0, self.n_bootstrap, self.block):
@@ -162,24 +186,22 @@ class Agreement:
                 boot.setdefault(f"alpha_{level}", []).append(alpha_from_coincidences(o, domain, level))
             if same_m:
                 boot.setdefault("fleiss_kappa", []).append(fleiss_from_counts(vc, w))
-            if pairs:
-                kap, rho = [], []
-                for shared, onehot in pairs:
-                    conf = np.asarray((sp.csr_matrix(w[:, shared]) @ onehot).todense()).reshape(b, len(domain), len(domain))
-                    kap.append(kappa_from_confusion(conf))
-                    rho.append(spearman_from_confusion(conf, domain))
+            if pairs is not None:
+                # every pair's confusion table under every resample in one sparse product
+                k = len(domain)
+                conf = np.asarray(pairs.T @ w.T).T.reshape(b, -1, k, k)  # (b, pairs, K, K)
+                flat = conf.reshape(-1, k, k)
+                kap = kappa_from_confusion(flat).reshape(b, -1)
+                rho = spearman_from_confusion(flat, domain).reshape(b, -1)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)
-                    boot.setdefault("kappa_quadratic", []).append(np.nanmean(np.vstack(kap), axis=0))
-                    boot.setdefault("spearman", []).append(np.nanmean(np.vstack(rho), axis=0))
-        lo_q, hi_q = (1 - self.confidence) / 2 * 100, (1 + self.confidence) / 2 * 100
+                    boot.setdefault("kappa_quadratic", []).append(np.nanmean(kap, axis=1))
+                    boot.setdefault("spearman", []).append(np.nanmean(rho, axis=1))
         for key, value in point.items():
             if key in res:
                 continue
             samples = np.concatenate(boot[key]) if key in boot else np.array([])
-            samples = samples[np.isfinite(samples)]
-            ci = (np.percentile(samples, lo_q), np.percentile(samples, hi_q)) if samples.size else None
-            res[key] = stat(value, ci)
+            res[key] = stat(value, bootstrap_ci(samples, value, self.confidence))
         self.results_ = res
         return self
 
@@ -242,15 +264,20 @@ class Agreement:
                     rhos.append(float(r))
         return kappas, rhos
 
-    def _annotator_pairs(self, df: pl.DataFrame, u_idx, v_idx, k: int):
-        """Per annotator pair: the unit indices they share and a sparse one-hot of (value a, value b)."""
+    def _annotator_pairs(self, df: pl.DataFrame, n_units: int, k: int):
+        """Sparse (units x pairs*K*K) matrix: unit u has a 1 in pair p's (value a, value b) cell
+        when both annotators of p rated u. W @ it gives every pair's confusion table per resample."""
         units = df["item"].unique(maintain_order=True)
         unit_of = dict(zip(units.to_list(), range(len(units))))
         domain = np.sort(df["value"].unique().to_numpy())
-        out = []
+        rows, cols = [], []
+        n_pairs = 0
         for _, _, g in self._pair_frames(df):
-            shared = np.array([unit_of[i] for i in g["item"].to_list()])
+            rows.append(np.array([unit_of[i] for i in g["item"].to_list()]))
             cells = np.searchsorted(domain, g["value"].to_numpy()) * k + np.searchsorted(domain, g["value_b"].to_numpy())
-            onehot = sp.csr_matrix((np.ones(len(cells)), (np.arange(len(cells)), cells)), shape=(len(cells), k * k))
-            out.append((shared, onehot))
-        return out
+            cols.append(n_pairs * k * k + cells)
+            n_pairs += 1
+        if n_pairs == 0:
+            return None
+        r, c = np.concatenate(rows), np.concatenate(cols)
+        return sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(n_units, n_pairs * k * k))

@@ -116,7 +116,8 @@ class _Pool:
 
     def perceived(self, k: int, attrs: dict[str, int]) -> float:
         """How helpful annotator k finds a response (before noise)."""
-        return attrs["helpfulness"] + self.bias[k] + 0.9 * self.style[k] * (attrs["verbosity"] - 2) / 2
+        # style camps: +1.2 for the length they like, -1.2 for the one they do not
+        return attrs["helpfulness"] + self.bias[k] + 1.2 * self.style[k] * np.sign(attrs["verbosity"] - 2)
 
     def rate(self, rng, k: int, attrs: dict[str, int]) -> dict[str, int]:
         if self.spammer[k]:
