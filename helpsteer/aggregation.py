@@ -66,24 +66,25 @@ class RatingAggregator:
 
     def _most_agreeing(self, kept: pl.DataFrame) -> pl.DataFrame:
         """Mean of the k consecutive sorted values with the smallest variance (all when n <= k)."""
-        if kept.height == 0:
-            return kept.select("response_id", "attribute", pl.lit(None, dtype=pl.Float64).alias("label"))
-        lens = kept["v"].list.len().to_numpy()
-        width = int(lens.max())
-        mat = np.full((kept.height, width), np.nan)
-        flat = kept["v"].explode().to_numpy()
-        rows = np.repeat(np.arange(kept.height), lens)
-        cols = np.concatenate([np.arange(n) for n in lens]) if len(lens) else np.array([], int)
-        mat[rows, cols] = flat
-        labels = np.nanmean(mat, axis=1)
+        key = ["response_id", "attribute"]
         k = self.k
-        if width > k:
-            windows = np.lib.stride_tricks.sliding_window_view(mat, k, axis=1)  # (items, width-k+1, k)
-            var = windows.var(axis=2)  # nan where a window runs past an item's values
-            best = np.nanargmin(np.where(np.isnan(var), np.inf, var), axis=1)
-            chosen = windows[np.arange(len(mat)), best].mean(axis=1)
-            labels = np.where(lens > k, chosen, labels)
-        return kept.select("response_id", "attribute").with_columns(pl.Series("label", labels))
+        small = kept.filter(pl.col("v").list.len() <= k).select(*key, pl.col("v").list.mean().alias("label"))
+        big = kept.filter(pl.col("v").list.len() > k)
+        if big.height == 0:
+            return small
+        lens = big["v"].list.len().to_numpy().astype(np.int64)
+        flat = big["v"].explode().to_numpy()
+        mat = np.full((big.height, int(lens.max())), np.nan)
+        mat[np.repeat(np.arange(big.height), lens), np.arange(len(flat)) - np.repeat(np.cumsum(lens) - lens, lens)] = flat
+        # variance of every window of k consecutive sorted values, from running sums
+        zeros = np.zeros((len(mat), 1))
+        cs = np.concatenate([zeros, np.cumsum(mat, axis=1)], axis=1)
+        cs2 = np.concatenate([zeros, np.cumsum(mat**2, axis=1)], axis=1)
+        mean = (cs[:, k:] - cs[:, :-k]) / k
+        var = (cs2[:, k:] - cs2[:, :-k]) / k - mean**2  # nan where a window runs past the values
+        best = np.argmin(np.where(np.isnan(var), np.inf, np.round(var, 12)), axis=1)
+        labels = mean[np.arange(len(mat)), best]
+        return pl.concat([small, big.select(*key).with_columns(pl.Series("label", labels))])
 
 
 def wide_items(labels: pl.DataFrame) -> pl.DataFrame:

@@ -151,12 +151,24 @@ class Agreement:
 
     def fit(self, long: pl.DataFrame, item: str = "item", annotator: str = "annotator", value: str = "value") -> "Agreement":
         df = long.select(pl.col(item).alias("item"), pl.col(annotator).alias("annotator"), pl.col(value).cast(pl.Float64).alias("value")).drop_nulls()
+        # one value per annotator and item (a repeated annotation keeps the first), as in a
+        # coders x units reliability matrix
+        df = df.unique(subset=["item", "annotator"], keep="first", maintain_order=True)
         self.anonymous_ = bool(df.height) and bool(df["annotator"].str.starts_with(ANON_PREFIX).all())
-        units = df["item"].unique(maintain_order=True)
         domain = np.sort(df["value"].unique().to_numpy())
+        df = df.with_columns(
+            pl.col("item").cast(pl.Categorical).to_physical().cast(pl.Int64).alias("_u"),
+            pl.Series("_v", np.searchsorted(domain, df["value"].to_numpy()), dtype=pl.Int64),
+        )
+        # dense unit index in order of first appearance
+        first = df.select("_u").unique(maintain_order=True)["_u"]
+        remap = np.full(int(first.max()) + 1 if len(first) else 0, -1)
+        remap[first.to_numpy()] = np.arange(len(first))
+        u_idx = remap[df["_u"].to_numpy()] if len(first) else np.array([], int)
+        df = df.with_columns(pl.Series("_u", u_idx, dtype=pl.Int64))
+        units = first
         self.n_items_ = len(units)
-        u_idx = df["item"].replace_strict(units, pl.Series(range(len(units))), return_dtype=pl.Int64).to_numpy() if len(units) else np.array([], int)
-        v_idx = np.searchsorted(domain, df["value"].to_numpy())
+        v_idx = df["_v"].to_numpy()
         if self.anonymous_:
             per_item = df.group_by("item").len()["len"]
             self.n_annotators_ = int(per_item.max()) if per_item.len() else 0
@@ -238,44 +250,46 @@ class Agreement:
         self.n_pairs_ = len(kappas)
         return point
 
-    def _pair_frames(self, df: pl.DataFrame):
-        """(annotator a, annotator b, values a, values b) per annotator pair with enough shared items."""
-        per = df.group_by("item", "annotator").agg(pl.col("value").first())
-        joined = per.join(per, on="item", suffix="_b").filter(pl.col("annotator") < pl.col("annotator_b"))
-        counts = joined.group_by("annotator", "annotator_b").len().filter(pl.col("len") >= self.min_shared)
-        joined = joined.join(counts.select("annotator", "annotator_b"), on=["annotator", "annotator_b"]).sort("annotator", "annotator_b", "item")
-        for (a, b), g in joined.group_by(["annotator", "annotator_b"], maintain_order=True):
-            yield a, b, g
+    def _pair_frames(self, df: pl.DataFrame) -> list:
+        """(annotator a, annotator b, rows with item/value/value_b) per annotator pair that shares
+        at least min_shared items. Computed once per fit (on integer codes: joins on text are slow)."""
+        if getattr(self, "_pairs_cache", None) is not None and self._pairs_cache[0] is df:
+            return self._pairs_cache[1]
+        per = df.select("_u", "_v", "value", "annotator", pl.col("annotator").rank("dense").cast(pl.Int32).alias("_a"))
+        joined = per.join(per.select("_u", "_a", "annotator", "value", "_v"), on="_u", suffix="_b").filter(pl.col("_a") < pl.col("_a_b"))
+        counts = joined.group_by("_a", "_a_b").len().filter(pl.col("len") >= self.min_shared)
+        joined = joined.join(counts.select("_a", "_a_b"), on=["_a", "_a_b"]).sort("_a", "_a_b", "_u")
+        out = [(g["annotator"][0], g["annotator_b"][0], g) for _, g in joined.group_by(["_a", "_a_b"], maintain_order=True)]
+        self._pairs_cache = (df, out)
+        return out
 
     def _pairwise_points(self, df: pl.DataFrame, domain: np.ndarray) -> tuple[list[float], list[float]]:
-        from scipy.stats import spearmanr
+        """Kappa per pair from scikit-learn; Spearman from each pair's joint table (mid-ranks),
+        which equals scipy.stats.spearmanr (tests/test_agreement.py) at a fraction of the calls."""
         from sklearn.metrics import cohen_kappa_score
 
-        kappas, rhos = [], []
+        kappas, tables = [], []
+        k = len(domain)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for _, _, g in self._pair_frames(df):
                 ya, yb = g["value"].to_numpy(), g["value_b"].to_numpy()
-                k = cohen_kappa_score(ya, yb, labels=domain, weights="quadratic")
-                if np.isfinite(k):
-                    kappas.append(float(k))
-                r = spearmanr(ya, yb).statistic
-                if np.isfinite(r):
-                    rhos.append(float(r))
-        return kappas, rhos
+                kap = cohen_kappa_score(ya, yb, labels=domain, weights="quadratic")
+                if np.isfinite(kap):
+                    kappas.append(float(kap))
+                cells = g["_v"].to_numpy() * k + g["_v_b"].to_numpy()
+                tables.append(np.bincount(cells, minlength=k * k).reshape(k, k).astype(float))
+            rho = spearman_from_confusion(np.array(tables), domain) if tables else np.array([])
+        return kappas, [float(r) for r in rho if np.isfinite(r)]
 
     def _annotator_pairs(self, df: pl.DataFrame, n_units: int, k: int):
         """Sparse (units x pairs*K*K) matrix: unit u has a 1 in pair p's (value a, value b) cell
         when both annotators of p rated u. W @ it gives every pair's confusion table per resample."""
-        units = df["item"].unique(maintain_order=True)
-        unit_of = dict(zip(units.to_list(), range(len(units))))
-        domain = np.sort(df["value"].unique().to_numpy())
         rows, cols = [], []
         n_pairs = 0
         for _, _, g in self._pair_frames(df):
-            rows.append(np.array([unit_of[i] for i in g["item"].to_list()]))
-            cells = np.searchsorted(domain, g["value"].to_numpy()) * k + np.searchsorted(domain, g["value_b"].to_numpy())
-            cols.append(n_pairs * k * k + cells)
+            rows.append(g["_u"].to_numpy())
+            cols.append(n_pairs * k * k + g["_v"].to_numpy() * k + g["_v_b"].to_numpy())
             n_pairs += 1
         if n_pairs == 0:
             return None

@@ -75,6 +75,8 @@ def run_analysis(workspace: Path, name: str, cfg: AnalysisConfig | None = None) 
     elif pref_votes.height:
         quality.kind = "preferences"
         quality.fit(pref_votes.select(pl.col("pair_id").alias("item"), pl.lit("preference").alias("attribute"), pl.col("annotator_id").alias("annotator"), pl.col("strength").alias("value")))
+    elif votes.height:
+        quality.reason_ = "annotator identities are not in the source (anonymous votes)"
     else:
         quality.reason_ = "no per-annotator labels"
     table = quality.table_ if quality.available_ else pl.DataFrame(schema=ANNOTATOR_SCHEMA)

@@ -26,9 +26,15 @@ $HS export --workspace "$WS" --name hs2-preference --format trl --out "$WS/expor
 $HS export --workspace "$WS" --name hs3-preference --format dpo --out "$WS/exports/hs3-preference.dpo.jsonl"
 $HS export --workspace "$WS" --name hs2-preference --format hf --out "$WS/exports/hs2-preference.hf"
 
+echo "== 5. agreement, annotator quality and diverging preferences"
+$HS analyze --workspace "$WS" --name ratings-ls
+$HS analyze --workspace "$WS" --name hs2-preference
+$HS analyze --workspace "$WS" --name hs2-disagreements
+
 $HS datasets --workspace "$WS"
 echo
 echo "Results are in $WS:"
 echo "  datasets:  $WS/datasets/<name>/{manifest.json,responses,ratings,preferences}.parquet"
+echo "  analysis:  $WS/datasets/<name>/analysis/{agreement.json,annotators,pairs,items}.parquet"
 echo "  exports:   $WS/exports/"
 echo "  truth:     $DATA/truth/"

@@ -112,3 +112,18 @@ def test_degenerate_inputs_give_reasons_not_errors():
     assert ag.results_["alpha_interval"]["value"] is None and "two or more" in ag.results_["alpha_interval"]["reason"]
     same = pl.DataFrame({"item": ["x", "x"], "annotator": ["a", "b"], "value": [1.0, 1.0]})
     assert Agreement(n_bootstrap=10).fit(same).results_["alpha_interval"]["reason"] == "fewer than two distinct values"
+
+
+def test_spearman_point_estimate_equals_scipy():
+    df = _ratings(seed=7, n_items=60, n_ann=4, per_item=(3, 4))
+    ag = Agreement(n_bootstrap=0, min_shared=3).fit(df)
+    rhos = []
+    anns = sorted(df["annotator"].unique())
+    for i, a in enumerate(anns):
+        for b in anns[i + 1:]:
+            ja = df.filter(pl.col("annotator") == a).join(df.filter(pl.col("annotator") == b), on="item")
+            if ja.height >= 3:
+                r = spearmanr(ja["value"], ja["value_right"]).statistic
+                if np.isfinite(r):
+                    rhos.append(r)
+    assert abs(ag.results_["spearman"]["value"] - np.mean(rhos)) < 1e-9
