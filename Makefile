@@ -5,7 +5,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 WS ?= workspace/demo
 
-.PHONY: install test test-fast demo bench clean
+LS_VENV := .venv-ls
+LS_STAMP := $(LS_VENV)/.installed
+
+.PHONY: install label-studio test test-fast demo bench clean
 
 install: $(STAMP)
 
@@ -16,7 +19,16 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-test: install
+# A local Label Studio server (its own venv: its pins differ from ours) for the annotation tests.
+label-studio: $(LS_STAMP)
+
+$(LS_STAMP):
+	test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/pip install -q --upgrade pip
+	$(LS_VENV)/bin/pip install -q label-studio==1.23.2
+	touch $(LS_STAMP)
+
+test: install label-studio
 	$(PY) -m pytest -q -ra
 
 test-fast: install
@@ -27,6 +39,7 @@ demo: install
 
 bench: install
 	$(PY) bench/ingest.py
+	$(PY) bench/analyze.py
 
 clean:
-	rm -rf $(VENV) workspace bench/_work .pytest_cache
+	rm -rf $(VENV) $(LS_VENV) .cache workspace bench/_work .pytest_cache

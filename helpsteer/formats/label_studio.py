@@ -149,8 +149,26 @@ def _latest(annotations: list[dict]) -> dict[str, dict]:
     return {k: v[1] for k, v in keep.items()}
 
 
+def _interface(ctx: Ctx):
+    """The project's LabelInterface when the labeling config is known (annotate pull passes it)."""
+    config = ctx.shared.get("label_studio_config")
+    if not config:
+        return None
+    if "_label_interface" not in ctx.shared:
+        from label_studio_sdk.label_interface import LabelInterface
+
+        ctx.shared["_label_interface"] = LabelInterface(config)
+    return ctx.shared["_label_interface"]
+
+
+def _check(li, ann: dict) -> None:
+    if li is not None and not li.validate_annotation({"result": ann.get("result") or []}):
+        raise AnnotationError(f"annotation {ann.get('id')} does not fit the project's labeling config (a value outside its choices?)")
+
+
 def _norm_json(df: pl.DataFrame, ctx: Ctx) -> Result:
     users = ctx.shared.get("label_studio_users", {})
+    li = _interface(ctx)
     b = RowBuilder(ctx)
     for line, r in iter_records(df):
         data, anns = r["data"], r["annotations"]
@@ -168,6 +186,7 @@ def _norm_json(df: pl.DataFrame, ctx: Ctx) -> Result:
                 # an unannotated task still carries its responses
                 _emit(b, line, data, "", {}, task_key)
             for _, ann in sorted(latest.items()):
+                _check(li, ann)
                 fields: dict[str, dict] = {}
                 for item in ann.get("result") or []:
                     if not isinstance(item, dict) or "from_name" not in item:
