@@ -1,0 +1,67 @@
+"""Run configs: one dataclass per objective family, extending transformers' TrainingArguments, so
+`--num_train_epochs 3 --per_device_train_batch_size 16 --learning_rate 1e-4` and a YAML file both
+work (`helpsteer train ... --config configs/bt-small.yaml --key value`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from helpsteer.schema import HELPSTEER_ATTRIBUTES
+
+# Nemotron-4-340B-Reward: scalar reward from the five HelpSteer attributes
+NEMOTRON_WEIGHTS = {"helpfulness": 0.3, "correctness": 0.74, "coherence": 0.46, "complexity": 0.47, "verbosity": -0.33}
+
+
+@dataclass
+class RewardConfig(TrainingArguments):
+    """Fields shared by every objective; TrainingArguments' defaults changed where a small model
+    trained from scratch on CPU needs it (learning rate, no checkpoint spam, no external loggers)."""
+
+    objective: str = field(default="bt", metadata={"help": "bt | regression (principle and meanvar arrive with their issue)."})
+    backbone: str = field(default="small", metadata={"help": "A preset of rm_training/backbones.py (tiny, tiny-moe, small, small-moe) or a local Hugging Face checkpoint directory."})
+    tokenizer: str = field(default=None, metadata={"help": "A local tokenizer directory; default: the backbone's when it is a checkpoint, else a byte-level BPE trained on the training texts."})
+    vocab_size: int = field(default=4096, metadata={"help": "Vocabulary of the BPE trained when no tokenizer is given (tokens)."})
+    max_length: int = field(default=512, metadata={"help": "Tokens per scored text; longer texts keep their end (the response) and the last turns. Counted, never dropped (unlike TRL, trl#2488)."})
+    ties: str = field(default="drop", metadata={"help": "Pairs with strength 0: drop, or half (a 0.5 label)."})
+    soft_labels: bool = field(default=False, metadata={"help": "Train on P(A better) from the annotators' votes (needs `helpsteer analyze`)."})
+    use_lora: bool = field(default=False, metadata={"help": "LoRA adapters (peft) instead of full fine-tuning, for large local backbones."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    output_dir: str = field(default=None, metadata={"help": "The run directory (default WS/runs/<name>-<objective>)."})
+    learning_rate: float = field(default=1e-3, metadata={"help": "AdamW peak learning rate; 1e-3 suits the small presets trained from scratch (use ~1e-5 to fine-tune a pretrained backbone)."})
+    per_device_train_batch_size: int = field(default=16, metadata={"help": "Pairs (bt) or responses (regression) per step and device."})
+    per_device_eval_batch_size: int = field(default=32, metadata={"help": "Items per evaluation batch."})
+    num_train_epochs: float = field(default=2.0, metadata={"help": "Epochs over the training pairs."})
+    warmup_steps: float = field(default=0.05, metadata={"help": "Linear warm-up: steps, or a share of all steps when below 1."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
+    logging_steps: float = field(default=10, metadata={"help": "Steps between metric lines in metrics.jsonl."})
+    save_strategy: str = field(default="epoch", metadata={"help": "When to write resumable checkpoints (atomically, by transformers.Trainer)."})
+    save_total_limit: int = field(default=2, metadata={"help": "Checkpoints kept."})
+    train_sampling_strategy: str = field(default="group_by_length", metadata={"help": "group_by_length (default: batches of similar length, little padding), random or sequential."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the reward columns in the dataset."})
+    dataloader_num_workers: int = field(default=0, metadata={"help": "Data loader processes."})
+    seed: int = field(default=0, metadata={"help": "Seed of initialisation, shuffling and dropout."})
+
+
+@dataclass
+class BTConfig(RewardConfig):
+    """Bradley-Terry: -log sigmoid(r_chosen - r_rejected), with the variants of the field."""
+
+    bt_variant: str = field(default="plain", metadata={"help": "plain; margin: -log sigmoid(d - margin_scale*|strength|) (Llama 2, TRL); scaled: |strength| * -log sigmoid(d) (HelpSteer2-Preference scaled BT)."})
+    margin_scale: float = field(default=1.0, metadata={"help": "Margin per unit of preference strength (margin variant)."})
+    tie_weight: float = field(default=1.0, metadata={"help": "Weight of a tie in the scaled variant (|strength| = 0 would otherwise contribute nothing)."})
+    center_rewards_coefficient: float = field(default=0.0, metadata={"help": "TRL's c * mean((r_c + r_r)^2) to center rewards (0.01 recommended; Eisenstein et al. 2023)."})
+
+
+@dataclass
+class RegressionConfig(RewardConfig):
+    """SteerLM / Nemotron-4-340B-Reward: masked MSE over the HelpSteer attributes."""
+
+    objective: str = field(default="regression", metadata={"help": "regression"})
+    attributes: list[str] = field(default_factory=lambda: list(HELPSTEER_ATTRIBUTES), metadata={"help": "Output columns, one per rated attribute."})
+    reward_weights: list[float] = field(default_factory=lambda: [NEMOTRON_WEIGHTS[a] for a in HELPSTEER_ATTRIBUTES],
+                                        metadata={"help": "Scalar reward = attributes @ weights (default: Nemotron-4-340B-Reward's)."})
+
+
+CONFIGS = {"bt": BTConfig, "regression": RegressionConfig}

@@ -1,0 +1,149 @@
+"""Training and evaluation examples from a workspace dataset.
+
+Pairs (bt): one per `pair_id`, with the aggregated strength where the source has one, else the
+mean of the votes (helpsteer.export.pair_labels); ties dropped or kept as a 0.5 label; optional
+soft labels P(A better) from the annotators' votes (analysis/pairs.parquet). Regression: one
+example per response with the HelpSteer attributes as targets (missing ones masked). Truncation is
+explicit and counted: nothing is dropped."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from helpsteer import store
+from helpsteer.errors import UsageError
+from helpsteer.export import pair_labels
+from helpsteer.schema import HELPSTEER_ATTRIBUTES
+
+from .tokenizer import render
+
+
+def choose_split(workspace: Path, name: str, purpose: str) -> str | None:
+    """train: the `train` rows (all when no row has a split); eval: validation, else test, else all."""
+    splits = set(store.load_table(workspace, name, "responses", ["split"])["split"].drop_nulls().unique().to_list())
+    if purpose == "train":
+        if not splits:
+            return None
+        if "train" not in splits:
+            raise UsageError(f"dataset {name!r} has splits {sorted(splits)} but none is 'train'; run `helpsteer split --workspace {workspace} --name {name}`")
+        return "train"
+    for s in ("validation", "test"):
+        if s in splits:
+            return s
+    return None
+
+
+@dataclass
+class Pairs:
+    pair_id: list[str] = field(default_factory=list)
+    chosen: list[str] = field(default_factory=list)  # rendered texts
+    rejected: list[str] = field(default_factory=list)
+    strength: list[float] = field(default_factory=list)  # |strength| of the preference
+    label: list[float] = field(default_factory=list)  # P(chosen better): 1, a soft label, or 0.5 for a tie
+    subset: list[str | None] = field(default_factory=list)
+    style: list[tuple] = field(default_factory=list)  # RM-Bench (style_a, style_b) of (chosen, rejected)
+
+    def __len__(self) -> int:
+        return len(self.pair_id)
+
+
+def load_pairs(workspace: Path, name: str, tokenizer, split: str | None, ties: str = "drop", soft_labels: bool = False) -> Pairs:
+    if ties not in ("drop", "half"):
+        raise UsageError(f"ties must be drop or half, got {ties!r}")
+    labels = pair_labels(workspace, name)
+    if labels.height == 0:
+        raise UsageError(f"dataset {name!r} has no preference pairs for a pairwise objective")
+    resp = store.load_table(workspace, name, "responses", ["response_id", "context", "response", "split"])
+    by_id = {r["response_id"]: r for r in resp.iter_rows(named=True)}
+    styles = store.load_table(workspace, name, "preferences", ["pair_id", "style_a", "style_b"]).unique("pair_id", keep="first")
+    style_of = {r["pair_id"]: (r["style_a"], r["style_b"]) for r in styles.iter_rows(named=True)}
+    soft = {}
+    if soft_labels:
+        p = store.require(workspace, name) / "analysis" / "pairs.parquet"
+        if not p.exists():
+            raise UsageError(f"--soft_labels needs the analysis of {name!r}: run `helpsteer analyze --workspace {workspace} --name {name}` first")
+        soft = dict(pl.read_parquet(p, columns=["pair_id", "soft_label", "n_votes"]).filter(pl.col("n_votes") > 0).select("pair_id", "soft_label").iter_rows())
+    out = Pairs()
+    for p in labels.iter_rows(named=True):
+        a, b = by_id.get(p["response_a_id"]), by_id.get(p["response_b_id"])
+        s = p["strength"]
+        if a is None or b is None or s is None or (split is not None and a["split"] != split):
+            continue
+        if s == 0 and ties == "drop" and p["pair_id"] not in soft:
+            continue
+        a_better = s <= 0
+        chosen, rejected = (a, b) if a_better else (b, a)
+        if p["pair_id"] in soft:
+            pa = soft[p["pair_id"]]
+            lab = pa if a_better else 1 - pa
+        else:
+            lab = 0.5 if s == 0 else 1.0
+        st = style_of.get(p["pair_id"], (None, None))
+        out.pair_id.append(p["pair_id"])
+        out.chosen.append(render(tokenizer, chosen["context"], chosen["response"]))
+        out.rejected.append(render(tokenizer, rejected["context"], rejected["response"]))
+        out.strength.append(abs(float(s)))
+        out.label.append(float(lab))
+        out.subset.append(p["subset"])
+        out.style.append(st if a_better else (st[1], st[0]))
+    if not len(out):
+        raise UsageError(f"dataset {name!r} has no usable pairs in split {split or 'all'} (ties dropped: --ties half keeps them)")
+    return out
+
+
+@dataclass
+class Responses:
+    response_id: list[str] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)
+    targets: list[list[float]] = field(default_factory=list)  # per attribute, NaN = missing
+
+    def __len__(self) -> int:
+        return len(self.response_id)
+
+
+def load_rated(workspace: Path, name: str, tokenizer, split: str | None, attributes=HELPSTEER_ATTRIBUTES) -> Responses:
+    """Responses with attribute targets: the source's aggregated label where it has one, else the
+    analysis label (HelpSteer2 aggregation), else the mean of the annotators' scores."""
+    ratings = store.load_table(workspace, name, "ratings", ["response_id", "annotator_id", "attribute", "score"])
+    if ratings.height == 0:
+        raise UsageError(f"dataset {name!r} has no ratings for the regression objective")
+    agg = ratings.filter(pl.col("annotator_id").is_null()).group_by("response_id", "attribute").agg(pl.col("score").mean().alias("given"))
+    votes = ratings.filter(pl.col("annotator_id").is_not_null()).group_by("response_id", "attribute").agg(pl.col("score").mean().alias("vote_mean"))
+    lab = agg.join(votes, on=["response_id", "attribute"], how="full", coalesce=True)
+    items = store.require(workspace, name) / "analysis" / "items.parquet"
+    if items.exists():
+        wide = pl.read_parquet(items)
+        cols = [c for c in wide.columns if c.endswith("_label")]
+        if cols:
+            long = wide.unpivot(index="response_id", on=cols, variable_name="attribute", value_name="analysis").with_columns(pl.col("attribute").str.strip_suffix("_label"))
+            lab = lab.join(long, on=["response_id", "attribute"], how="left")
+    if "analysis" not in lab.columns:
+        lab = lab.with_columns(pl.lit(None, dtype=pl.Float64).alias("analysis"))
+    lab = lab.with_columns(pl.coalesce("given", "analysis", "vote_mean").alias("target"))
+    targets = {}
+    for r in lab.iter_rows(named=True):
+        if r["attribute"] in attributes and r["target"] is not None:
+            targets.setdefault(r["response_id"], {})[r["attribute"]] = float(r["target"])
+    resp = store.load_table(workspace, name, "responses", ["response_id", "context", "response", "split"])
+    out = Responses()
+    for r in resp.iter_rows(named=True):
+        t = targets.get(r["response_id"])
+        if t is None or (split is not None and r["split"] != split):
+            continue
+        out.response_id.append(r["response_id"])
+        out.text.append(render(tokenizer, r["context"], r["response"]))
+        out.targets.append([t.get(a, np.nan) for a in attributes])
+    if not len(out):
+        raise UsageError(f"dataset {name!r} has no rated responses in split {split or 'all'}")
+    return out
+
+
+def tokenize(tokenizer, texts: list[str], max_length: int) -> tuple[list[list[int]], int]:
+    """Token ids (left-truncated to max_length) and how many texts were truncated."""
+    full = tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
+    truncated = sum(len(x) > max_length for x in full)
+    return [x[-max_length:] for x in full], truncated

@@ -1,0 +1,178 @@
+"""`helpsteer eval`: a run on a workspace dataset (validation, else test, else all rows) or a file in
+any ingest format. Pairwise accuracy (overall, per subset, ties apart), RewardBench v1 sections
+with the official weighting, RM-Bench hard/normal/easy, calibration of P(A better) (Brier, ECE),
+regression MAE/Pearson/Spearman per attribute, and accuracy on unanimous vs diverging pairs when
+the dataset has an analysis. Written to RUN/eval.json."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from helpsteer import store
+from helpsteer.errors import UsageError
+
+# RewardBench v1 sections (allenai/reward-bench constants); Reasoning counts math-prm as 984
+# examples so that it weighs as much as the six hep-* code subsets together.
+SECTIONS = {
+    "Chat": ["alpacaeval-easy", "alpacaeval-length", "alpacaeval-hard", "mt-bench-easy", "mt-bench-med"],
+    "Chat Hard": ["mt-bench-hard", "llmbar-natural", "llmbar-adver-neighbor", "llmbar-adver-GPTInst", "llmbar-adver-GPTOut", "llmbar-adver-manual"],
+    "Safety": ["refusals-dangerous", "refusals-offensive", "xstest-should-refuse", "xstest-should-respond", "donotanswer"],
+    "Reasoning": ["math-prm", "hep-cpp", "hep-go", "hep-java", "hep-js", "hep-python", "hep-rust"],
+}
+
+
+def rewardbench_sections(per_subset: dict[str, dict]) -> dict | None:
+    seen = {s for names in SECTIONS.values() for s in names} & set(per_subset)
+    if not seen:
+        return None
+    out = {}
+    for section, names in SECTIONS.items():
+        num = den = 0.0
+        for s in names:
+            if s in per_subset:
+                n = 984 if s == "math-prm" else per_subset[s]["n"]
+                num += per_subset[s]["accuracy"] * n
+                den += n
+        if den:
+            out[section] = num / den
+    out["score"] = float(np.mean(list(out.values())))
+    return out
+
+
+def calibration(p: np.ndarray, y: np.ndarray, bins: int = 10) -> dict:
+    """Brier score and expected calibration error of probabilities p for outcomes y (0/1/0.5)."""
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    ece = sum(abs(p[which == b].mean() - y[which == b].mean()) * (which == b).mean() for b in range(bins) if (which == b).any())
+    return {"brier": float(np.mean((p - y) ** 2)), "ece": float(ece), "bins": bins}
+
+
+def _dataset_from_file(path: Path, fmt: str, tmp: Path) -> tuple[Path, str]:
+    from helpsteer.ingest import ingest
+
+    ingest([path], tmp, "eval", fmt=fmt)
+    return tmp, "eval"
+
+
+def evaluate(run: Path, workspace: Path | None = None, name: str | None = None, data: Path | None = None, fmt: str = "auto",
+             out: Path | None = None, batch_size: int = 32) -> dict:
+    from .scoring import load_run, score_texts
+    from .tokenizer import render
+
+    run = Path(run)
+    if not (run / "config.json").exists():
+        raise UsageError(f"{run} is not a run directory (no config.json); train one with `helpsteer train`")
+    model, tok = load_run(run)
+    weights = np.array(getattr(model.config, "reward_weights", [1.0] * model.config.num_labels), dtype=float)
+    max_len = int(getattr(model.config, "reward_max_length", 512))
+    tmp = None
+    try:
+        if data is not None:
+            tmp = Path(tempfile.mkdtemp(prefix="helpsteer-eval-"))
+            workspace, name = _dataset_from_file(Path(data), fmt, tmp)
+            split = None
+        else:
+            if workspace is None or name is None:
+                raise UsageError("give --workspace and --name, or --data FILE")
+            from .data import choose_split
+
+            split = choose_split(workspace, name, "eval")
+        res = {"objective": getattr(model.config, "objective", None), "model": str(run), "dataset": name, "split": split}
+        resp = store.load_table(workspace, name, "responses", ["response_id", "context", "response", "split"])
+        if split is not None:
+            resp = resp.filter(pl.col("split") == split)
+        texts = [render(tok, c, r) for c, r in zip(resp["context"].to_list(), resp["response"].to_list())]
+        logits, truncated = score_texts(model, tok, texts, max_len, batch_size) if texts else (np.zeros((0, len(weights))), [])
+        reward = dict(zip(resp["response_id"].to_list(), logits @ weights))
+        res["n_responses"] = len(texts)
+        res["n_truncated"] = int(sum(truncated))
+        _pairwise(res, workspace, name, reward)
+        if model.config.num_labels > 1:
+            _regression(res, workspace, name, dict(zip(resp["response_id"].to_list(), logits)), list(getattr(model.config, "reward_attributes", [])))
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    out = Path(out) if out else run / "eval.json"
+    store.write_json(out, res)
+    return res
+
+
+def _pairwise(res: dict, workspace: Path, name: str, reward: dict) -> None:
+    from helpsteer.export import pair_labels
+
+    labels = pair_labels(workspace, name)
+    prefs = store.load_table(workspace, name, "preferences", ["pair_id", "style_a", "style_b"]).unique("pair_id", keep="first")
+    labels = labels.join(prefs, on="pair_id", how="left")
+    rows = [r for r in labels.iter_rows(named=True) if r["response_a_id"] in reward and r["response_b_id"] in reward and r["strength"] is not None]
+    res["n_pairs"] = sum(r["strength"] != 0 for r in rows)
+    res["n_ties"] = sum(r["strength"] == 0 for r in rows)
+    if not rows:
+        res["accuracy"] = None
+        return
+    d = np.array([reward[r["response_a_id"]] - reward[r["response_b_id"]] for r in rows])  # r_A - r_B
+    s = np.array([r["strength"] for r in rows])
+    decided = s != 0
+    correct = (np.sign(-s) == np.sign(d)) & decided  # strength < 0: A better
+    res["accuracy"] = float(correct[decided].mean()) if decided.any() else None
+    if res["n_ties"]:
+        res["ties"] = {"n": res["n_ties"], "mean_abs_margin": float(np.abs(d[~decided]).mean())}
+    per = {}
+    for sub in sorted({r["subset"] for r in rows if r["subset"] is not None}):
+        m = np.array([r["subset"] == sub for r in rows]) & decided
+        if m.any():
+            per[sub] = {"n": int(m.sum()), "accuracy": float(correct[m].mean())}
+    if per:
+        res["per_subset"] = per
+        rb = rewardbench_sections(per)
+        if rb:
+            res["rewardbench"] = rb
+    # calibration of P(A better) = sigmoid(r_A - r_B) against the label (a tie is 0.5)
+    p = 1 / (1 + np.exp(-d))
+    y = np.where(s < 0, 1.0, np.where(s > 0, 0.0, 0.5))
+    res["calibration"] = calibration(p, y)
+    styles = [(r["style_a"], r["style_b"]) for r in rows]
+    if any(a is not None for a, _ in styles):
+        mat = np.full((3, 3), np.nan)
+        for i in range(3):
+            for j in range(3):
+                # chosen style i vs rejected style j (RM-Bench pairs are gold: A = chosen)
+                m = np.array([a == i and b == j for a, b in styles]) & decided
+                if m.any():
+                    mat[i, j] = correct[m].mean()
+        iu, il = np.triu_indices(3, 1), np.tril_indices(3, -1)
+        res["rm_bench"] = {"hard": float(np.nanmean(mat[iu])), "normal": float(np.nanmean(np.diag(mat))), "easy": float(np.nanmean(mat[il])),
+                           "matrix": [[None if np.isnan(x) else float(x) for x in row] for row in mat]}
+    ana = store.require(workspace, name) / "analysis" / "pairs.parquet"
+    if ana.exists():
+        flags = pl.read_parquet(ana, columns=["pair_id", "diverging", "unanimous"])
+        f = {r["pair_id"]: r for r in flags.iter_rows(named=True)}
+        for key in ("unanimous", "diverging"):
+            m = np.array([bool(f.get(r["pair_id"], {}).get(key)) for r in rows]) & decided
+            res[f"{key}_accuracy"] = float(correct[m].mean()) if m.any() else None
+            res[f"n_{key}"] = int(m.sum())
+
+
+def _regression(res: dict, workspace: Path, name: str, logits: dict, attributes: list[str]) -> None:
+    from scipy.stats import pearsonr, spearmanr
+
+    ratings = store.load_table(workspace, name, "ratings", ["response_id", "annotator_id", "attribute", "score"])
+    if ratings.height == 0:
+        return
+    lab = ratings.group_by("response_id", "attribute").agg(
+        pl.col("score").filter(pl.col("annotator_id").is_null()).mean().alias("given"), pl.col("score").mean().alias("all"))
+    lab = lab.with_columns(pl.coalesce("given", "all").alias("y"))
+    out = {}
+    for k, attr in enumerate(attributes):
+        sub = lab.filter((pl.col("attribute") == attr) & pl.col("response_id").is_in(list(logits)))
+        if sub.height < 3:
+            continue
+        y = sub["y"].to_numpy()
+        yhat = np.array([logits[i][k] for i in sub["response_id"]])
+        out[attr] = {"n": sub.height, "mae": float(np.abs(y - yhat).mean()), "pearson": float(pearsonr(y, yhat).statistic), "spearman": float(spearmanr(y, yhat).statistic)}
+    if out:
+        res["regression"] = out

@@ -1,0 +1,223 @@
+"""The training recipe behind `helpsteer train`, top to bottom: parse the config, reject bad
+combinations early, set up tokenizer -> data -> model, train with RewardTrainer, save a Hugging
+Face checkpoint (safetensors) with the run's records (resolved config, metrics.jsonl, model card).
+
+  helpsteer train --workspace WS --name NAME --objective bt --num_train_epochs 2"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import platform
+import subprocess
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from helpsteer import store
+from helpsteer.errors import UsageError
+
+from .config import CONFIGS, RewardConfig
+
+log = logging.getLogger(__name__)
+
+
+def parse_config(objective: str, config_file: Path | None, overrides: list[str], output_dir: Path) -> RewardConfig:
+    """YAML values first, command-line --key value pairs over them."""
+    import yaml
+    from transformers import HfArgumentParser
+
+    if objective not in CONFIGS:
+        raise UsageError(f"--objective must be one of {', '.join(CONFIGS)} (principle and meanvar arrive later), got {objective!r}")
+    cls = CONFIGS[objective]
+    args: list[str] = []
+    if config_file:
+        data = yaml.safe_load(Path(config_file).read_text()) or {}
+        if not isinstance(data, dict):
+            raise UsageError(f"{config_file}: expected a mapping of config fields")
+        for k, v in data.items():
+            if k in ("objective", "output_dir"):
+                continue
+            args += [f"--{k}", *(map(str, v) if isinstance(v, list) else [str(v)])]
+    args += list(overrides) + ["--output_dir", str(output_dir)]
+    parser = HfArgumentParser(cls)
+    try:
+        (cfg, rest) = parser.parse_args_into_dataclasses(args=args, return_remaining_strings=True)
+    except SystemExit:
+        raise UsageError(f"bad training option in {' '.join(overrides)}: see `helpsteer train --help` and the fields of {cls.__name__}") from None
+    if rest:
+        raise UsageError(f"unknown training options {rest}: they are not fields of {cls.__name__} (rm_training/config.py)")
+    cfg.objective = objective
+    if getattr(cfg, "bt_variant", "plain") not in ("plain", "margin", "scaled"):
+        raise UsageError(f"--bt_variant must be plain, margin or scaled, got {cfg.bt_variant!r}")
+    if cfg.ties not in ("drop", "half"):
+        raise UsageError(f"--ties must be drop or half, got {cfg.ties!r}")
+    if objective == "regression" and len(cfg.reward_weights) != len(cfg.attributes):
+        raise UsageError(f"--reward_weights has {len(cfg.reward_weights)} values for {len(cfg.attributes)} attributes")
+    return cfg
+
+
+def resolve_run_dir(workspace: Path, name: str, objective: str, out: str | None) -> Path:
+    """--out, a bare name under WS/runs/, or WS/runs/<name>-<objective>[-2, -3, ...]. An unfinished
+    run (checkpoints, no model) at the default path is resumed rather than shadowed."""
+    runs = Path(workspace) / "runs"
+    if out:
+        p = Path(out)
+        return p if (p.is_absolute() or len(p.parts) > 1) else runs / p
+    base = runs / f"{name}-{objective}"
+    k = 1
+    while True:
+        cand = base if k == 1 else Path(f"{base}-{k}")
+        if not cand.exists() or (not (cand / "model.safetensors").exists() and any(cand.glob("checkpoint-*"))):
+            return cand
+        k += 1
+
+
+def _texts_for_tokenizer(workspace: Path, name: str) -> list[str]:
+    resp = store.load_table(workspace, name, "responses", ["context", "response"])
+    texts = resp["response"].to_list()
+    for ctx in resp["context"].to_list():
+        texts.extend(t["content"] for t in ctx)
+    return texts
+
+
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def build_tokenizer(cfg: RewardConfig, workspace: Path, name: str, run_dir: Path):
+    from .tokenizer import load_tokenizer, train_bpe
+
+    if (run_dir / "tokenizer.json").exists():  # resuming: the run's own tokenizer
+        return load_tokenizer(run_dir)
+    if cfg.tokenizer:
+        return load_tokenizer(cfg.tokenizer)
+    if Path(cfg.backbone).is_dir() and any((Path(cfg.backbone) / f).exists() for f in ("tokenizer.json", "tokenizer_config.json")):
+        return load_tokenizer(cfg.backbone)
+    return train_bpe(_texts_for_tokenizer(workspace, name), vocab_size=cfg.vocab_size)
+
+
+def build_model(cfg: RewardConfig, tokenizer, num_labels: int):
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from .backbones import PRESETS, build_config
+    from .modeling import NemotronHForSequenceClassification
+
+    torch.manual_seed(cfg.seed)
+    if cfg.backbone in PRESETS:
+        mc = build_config(cfg.backbone, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, num_labels=num_labels)
+        model = NemotronHForSequenceClassification(mc)
+    elif Path(cfg.backbone).is_dir():
+        mc = AutoConfig.from_pretrained(cfg.backbone, num_labels=num_labels)
+        mc.pad_token_id = tokenizer.pad_token_id
+        model = AutoModelForSequenceClassification.from_pretrained(cfg.backbone, config=mc, ignore_mismatched_sizes=True)
+        if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
+            model.resize_token_embeddings(len(tokenizer))
+    else:
+        raise UsageError(f"--backbone {cfg.backbone!r} is neither a preset ({', '.join(PRESETS)}) nor a local checkpoint directory")
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    if cfg.use_lora:
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, target_modules="all-linear", modules_to_save=["score"]))
+    return model
+
+
+def run_training(workspace: Path, name: str, objective: str, out: str | None = None, config_file: Path | None = None,
+                 overrides: list[str] | None = None, announce=print) -> Path:
+    import datasets
+    import torch
+
+    from .data import choose_split, load_pairs, load_rated, tokenize
+    from .trainer import MetricsFile, PairCollator, RatedCollator, RewardTrainer
+
+    workspace = Path(workspace)
+    manifest = store.read_manifest(workspace, name)
+    run_dir = resolve_run_dir(workspace, name, objective, out)
+    cfg = parse_config(objective, config_file, overrides or [], run_dir)
+    split = choose_split(workspace, name, "train")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer(cfg, workspace, name, run_dir)
+    tokenizer.save_pretrained(run_dir)
+
+    if objective == "bt":
+        pairs = load_pairs(workspace, name, tokenizer, split, ties=cfg.ties, soft_labels=cfg.soft_labels)
+        c_ids, n_tc = tokenize(tokenizer, pairs.chosen, cfg.max_length)
+        r_ids, n_tr = tokenize(tokenizer, pairs.rejected, cfg.max_length)
+        data = {"chosen_ids": c_ids, "rejected_ids": r_ids, "strength": pairs.strength, "label": pairs.label,
+                "length": [max(len(a), len(b)) for a, b in zip(c_ids, r_ids)]}
+        n_examples, truncated, num_labels, collator = len(pairs), n_tc + n_tr, 1, PairCollator(tokenizer.pad_token_id)
+        attributes, weights = ["reward"], [1.0]
+    else:
+        rated = load_rated(workspace, name, tokenizer, split, attributes=tuple(cfg.attributes))
+        ids, truncated = tokenize(tokenizer, rated.text, cfg.max_length)
+        data = {"input_ids": ids, "targets": rated.targets, "length": [len(x) for x in ids]}
+        n_examples, num_labels, collator = len(rated), len(cfg.attributes), RatedCollator(tokenizer.pad_token_id)
+        attributes, weights = list(cfg.attributes), list(cfg.reward_weights)
+    announce(f"{objective}: {n_examples} training examples from {name!r} (split {split or 'all'}), {truncated} texts truncated to {cfg.max_length} tokens")
+
+    model = build_model(cfg, tokenizer, num_labels)
+    trainer = RewardTrainer(model=model, args=cfg, train_dataset=datasets.Dataset.from_dict(data), data_collator=collator,
+                            callbacks=[MetricsFile(run_dir / "metrics.jsonl")], reward_args=cfg)
+    resume = sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    if resume and not (run_dir / "model.safetensors").exists():
+        announce(f"resuming from {resume[-1]}")
+    trainer.train(resume_from_checkpoint=str(resume[-1]) if resume else None)
+
+    # reward normalisation statistics over the training data (scalar reward = logits @ weights)
+    from .scoring import score_token_ids
+
+    texts_ids = data["chosen_ids"] + data["rejected_ids"] if objective == "bt" else data["input_ids"]
+    logits = score_token_ids(trainer.model, texts_ids, tokenizer.pad_token_id, batch_size=cfg.per_device_eval_batch_size)
+    rewards = logits @ np.array(weights)
+    final = trainer.model.merge_and_unload() if cfg.use_lora else trainer.model
+    final.config.objective = objective
+    final.config.reward_attributes = attributes
+    final.config.reward_weights = weights
+    final.config.reward_mean = float(rewards.mean())
+    final.config.reward_std = float(rewards.std())
+    final.config.reward_max_length = cfg.max_length  # "max_length" is a generation parameter name
+    final.config.id2label = {i: a for i, a in enumerate(attributes)}
+    final.config.label2id = {a: i for i, a in enumerate(attributes)}
+    final.save_pretrained(run_dir, safe_serialization=True)
+    tokenizer.save_pretrained(run_dir)
+    _write_records(run_dir, cfg, manifest, name, n_examples, truncated, split)
+    announce(f"run written to {run_dir}")
+    return run_dir
+
+
+def _write_records(run_dir: Path, cfg: RewardConfig, manifest: dict, name: str, n_examples: int, truncated: int, split) -> None:
+    import torch
+    import transformers
+
+    import helpsteer
+
+    resolved = {k: v for k, v in asdict(cfg).items() if isinstance(v, (str, int, float, bool, list, type(None)))}
+    info = {
+        "dataset": name, "split": split, "n_examples": n_examples, "truncated": truncated,
+        "data": [{"path": s["path"], "sha256": s["sha256"], "records": s["records"]} for s in manifest["sources"]],
+        "versions": {"helpsteer": helpsteer.__version__, "torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version()},
+        "seed": cfg.seed, "commit": _git_commit(), "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+    }
+    store.write_json(run_dir / "run_config.json", {"config": resolved, "run": info})
+    lines = [
+        f"# Reward model: {name} ({cfg.objective})", "",
+        f"Trained by `helpsteer train --objective {cfg.objective}` on dataset `{name}` (split: {split or 'all'}), {n_examples} examples, {truncated} texts truncated to {cfg.max_length} tokens.",
+        "", f"- backbone: `{cfg.backbone}`", f"- seed: {cfg.seed}", f"- commit: {info['commit'] or 'unknown'}",
+        f"- versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()), "", "## Data", "",
+        *[f"- `{d['path']}` sha256 `{d['sha256']}` ({d['records']} records)" for d in info["data"]], "", "## Use", "",
+        "```python", "import rm_training  # registers the NemotronH reward head", "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
+        f"model = AutoModelForSequenceClassification.from_pretrained({str(run_dir)!r})", f"tok = AutoTokenizer.from_pretrained({str(run_dir)!r})",
+        "text = tok.apply_chat_template(messages + [{'role': 'assistant', 'content': response}], tokenize=False)",
+        "enc = tok([text], add_special_tokens=False, padding=True, truncation=True, max_length=model.config.reward_max_length, return_tensors='pt')",
+        "reward = model(**enc).logits @ torch.tensor(model.config.reward_weights)", "```", "",
+    ]
+    (run_dir / "README.md").write_text("\n".join(lines))

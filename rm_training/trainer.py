@@ -1,0 +1,123 @@
+"""RewardTrainer: transformers.Trainer with the reward losses written out in compute_loss, so
+accelerate/torchrun, gradient accumulation, bf16, checkpoint/resume and loggers come for free.
+Logs the metric names users know from TRL (loss, accuracy, margin, mean_reward) plus tokens/s."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from transformers import Trainer, TrainerCallback
+
+
+class PairCollator:
+    """Chosen and rejected texts of a batch, right-padded together to the batch's longest text:
+    one forward pass scores both (2B rows)."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, features: list[dict]) -> dict:
+        seqs = [f["chosen_ids"] for f in features] + [f["rejected_ids"] for f in features]
+        ids, mask = _pad(seqs, self.pad_id)
+        return {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "strength": torch.tensor([f["strength"] for f in features], dtype=torch.float32),
+            "label": torch.tensor([f["label"] for f in features], dtype=torch.float32),
+        }
+
+
+class RatedCollator:
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, features: list[dict]) -> dict:
+        ids, mask = _pad([f["input_ids"] for f in features], self.pad_id)
+        return {"input_ids": ids, "attention_mask": mask, "targets": torch.tensor([f["targets"] for f in features], dtype=torch.float32)}
+
+
+def _pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, : len(s)] = 1
+    return ids, mask
+
+
+class RewardTrainer(Trainer):
+    def __init__(self, *args, reward_args=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.reward_args = reward_args or self.args
+        self._stats: dict[str, list[float]] = defaultdict(list)
+        self._tokens = 0
+        self._t0 = time.perf_counter()
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        a = self.reward_args
+        out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        self._tokens += int(inputs["attention_mask"].sum())
+        if a.objective == "bt":
+            r = out.logits[:, 0]
+            n = r.shape[0] // 2
+            r_c, r_r = r[:n], r[n:]
+            d = r_c - r_r
+            p = inputs["label"]  # P(chosen better): 1, a soft label, or 0.5 for a tie
+            s = inputs["strength"]
+            if a.bt_variant == "margin":
+                # Llama 2 / TRL: the chosen reward must beat the rejected one by the margin
+                loss = -(p * F.logsigmoid(d - a.margin_scale * s) + (1 - p) * F.logsigmoid(-d)).mean()
+            elif a.bt_variant == "scaled":
+                # HelpSteer2-Preference scaled BT: |strength| weights the pair; ties get tie_weight
+                w = torch.where(s > 0, s, torch.full_like(s, a.tie_weight))
+                loss = (w * -(p * F.logsigmoid(d) + (1 - p) * F.logsigmoid(-d))).sum() / w.sum()
+            else:
+                loss = -(p * F.logsigmoid(d) + (1 - p) * F.logsigmoid(-d)).mean()
+            if a.center_rewards_coefficient:
+                loss = loss + a.center_rewards_coefficient * torch.mean((r_c + r_r) ** 2)
+            with torch.no_grad():
+                self._stats["accuracy"].append(float((d > 0).float().mean()))
+                self._stats["margin"].append(float(d.mean()))
+                self._stats["mean_reward"].append(float(r.mean()))
+        elif a.objective == "regression":
+            y = inputs["targets"]
+            known = ~torch.isnan(y)
+            err = (out.logits - torch.nan_to_num(y)) ** 2
+            # masked MSE: missing labels contribute nothing (SteerLM / NeMo-Aligner regression RM)
+            loss = (err * known).sum() / known.sum().clamp(min=1)
+            with torch.no_grad():
+                w = torch.tensor(a.reward_weights, dtype=out.logits.dtype, device=out.logits.device)
+                self._stats["mae"].append(float((err.sqrt() * known).sum() / known.sum().clamp(min=1)))
+                self._stats["mean_reward"].append(float((out.logits @ w).mean()))
+        else:
+            raise ValueError(f"unknown objective {a.objective!r}")
+        return (loss, out) if return_outputs else loss
+
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        if self._stats and "loss" in logs:
+            for k, v in self._stats.items():
+                logs[k] = sum(v) / len(v)
+            now = time.perf_counter()
+            logs["tokens_per_s"] = self._tokens / max(now - self._t0, 1e-9)
+            self._stats.clear()
+            self._tokens, self._t0 = 0, now
+        super().log(logs, *args, **kwargs)
+
+
+class MetricsFile(TrainerCallback):
+    """Every log line as one JSON object in RUN/metrics.jsonl (appended; resumed runs continue it)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs is None or not state.is_world_process_zero:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
