@@ -89,7 +89,7 @@ def flops_per_token(config, seq_len: int) -> float:
         per_expert = 3 * config.hidden_size * config.moe_intermediate_size
         inactive = (config.n_routed_experts - config.num_experts_per_tok) * per_expert * config.layers_block_type.count("moe")
         n -= inactive
-    n_attn = config.layers_block_type.count("attention")
+    n_attn = sum(k in ("attention", "full_attention") for k in config.layers_block_type)
     return 6.0 * n + 12.0 * n_attn * config.num_attention_heads * config.head_dim * seq_len
 
 

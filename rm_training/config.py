@@ -41,6 +41,7 @@ class RewardConfig(TrainingArguments):
     train_sampling_strategy: str = field(default="group_by_length", metadata={"help": "group_by_length (default: batches of similar length, little padding), random or sequential."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the reward columns in the dataset."})
     dataloader_num_workers: int = field(default=0, metadata={"help": "Data loader processes."})
+    dataloader_pin_memory: bool = field(default=False, metadata={"help": "Pin host memory for GPU transfers (off: CPU by default)."})
     seed: int = field(default=0, metadata={"help": "Seed of initialisation, shuffling and dropout."})
 
 

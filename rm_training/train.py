@@ -70,9 +70,22 @@ def resolve_run_dir(workspace: Path, name: str, objective: str, out: str | None)
     k = 1
     while True:
         cand = base if k == 1 else Path(f"{base}-{k}")
-        if not cand.exists() or (not (cand / "model.safetensors").exists() and any(cand.glob("checkpoint-*"))):
+        if not cand.exists() or not (cand / "model.safetensors").exists():
             return cand
         k += 1
+
+
+def complete_checkpoint(run_dir: Path) -> Path | None:
+    """The newest checkpoint that was written to the end (trainer_state.json is its last file);
+    a checkpoint cut short by a killed process is removed, so resuming never reads half a save."""
+    import shutil
+
+    ckpts = sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1)
+    for p in reversed(ckpts):
+        if (p / "trainer_state.json").exists():
+            return p
+        shutil.rmtree(p, ignore_errors=True)
+    return None
 
 
 def _texts_for_tokenizer(workspace: Path, name: str) -> list[str]:
@@ -167,10 +180,10 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
     model = build_model(cfg, tokenizer, num_labels)
     trainer = RewardTrainer(model=model, args=cfg, train_dataset=datasets.Dataset.from_dict(data), data_collator=collator,
                             callbacks=[MetricsFile(run_dir / "metrics.jsonl")], reward_args=cfg)
-    resume = sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    if resume and not (run_dir / "model.safetensors").exists():
-        announce(f"resuming from {resume[-1]}")
-    trainer.train(resume_from_checkpoint=str(resume[-1]) if resume else None)
+    resume = complete_checkpoint(run_dir) if not (run_dir / "model.safetensors").exists() else None
+    if resume:
+        announce(f"resuming from {resume}")
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
 
     # reward normalisation statistics over the training data (scalar reward = logits @ weights)
     from .scoring import score_token_ids

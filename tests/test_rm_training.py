@@ -1,0 +1,175 @@
+"""Reward-model core on tiny presets: the registered NemotronH head loads through the Auto classes,
+rewards do not change with padding (either side) or batch composition, the tokenizer renders
+conversations and counts truncation, and bt / regression runs train, save and evaluate."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_cli, write_jsonl
+
+import rm_training  # noqa: F401  (registers the head)
+from rm_training.backbones import PRESETS, build_config, flops_per_token, param_count
+from rm_training.modeling import NemotronHForSequenceClassification, last_token_index
+from rm_training.tokenizer import render, train_bpe
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    torch.manual_seed(0)
+    return NemotronHForSequenceClassification(build_config("tiny", vocab_size=300, num_labels=1)).eval()
+
+
+def test_reward_ignores_padding_side_and_batch_composition(tiny_model):
+    g = torch.Generator().manual_seed(1)
+    seqs = [torch.randint(8, 300, (n,), generator=g) for n in (7, 23, 40, 16)]
+    alone = [tiny_model(input_ids=s[None]).logits[0, 0].item() for s in seqs]
+    width = 48
+    for side in ("right", "left"):
+        ids = torch.zeros((len(seqs), width), dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, s in enumerate(seqs):
+            if side == "right":
+                ids[i, : len(s)], mask[i, : len(s)] = s, 1
+            else:
+                ids[i, width - len(s):], mask[i, width - len(s):] = s, 1
+        batch = tiny_model(input_ids=ids, attention_mask=mask).logits[:, 0].tolist()
+        assert np.allclose(batch, alone, atol=1e-5), side
+    # a different batch composition: the same sequence next to other neighbours
+    ids = torch.zeros((2, 40), dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    ids[0, :7], mask[0, :7] = seqs[0], 1
+    ids[1, :40], mask[1, :40] = seqs[2], 1
+    assert abs(tiny_model(input_ids=ids, attention_mask=mask).logits[0, 0].item() - alone[0]) < 1e-5
+
+
+def test_last_token_index_any_padding():
+    mask = torch.tensor([[1, 1, 1, 0, 0], [0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    assert last_token_index(mask, mask).tolist() == [2, 4, 4]
+
+
+def test_presets_and_meta_device_counts():
+    cfg = build_config("nemotron-h-8b", vocab_size=131072)
+    n = param_count(cfg)
+    assert 7.0e9 < n < 9.0e9  # paper-shaped, built on the meta device only
+    kinds = cfg.layers_block_type  # transformers names Mamba2 layers linear_attention
+    assert sum(k in ("attention", "full_attention") for k in kinds) == 4 and len(kinds) == 52
+    assert sum(k in ("mamba", "linear_attention") for k in kinds) == 24
+    assert flops_per_token(build_config("small", 4096), 512) > 6 * 1e6
+    moe = build_config("tiny-moe", vocab_size=300)
+    assert "moe" in moe.layers_block_type
+    assert all(PRESETS[p].cpu for p in ("tiny", "tiny-moe", "small", "small-moe"))
+
+
+def test_tokenizer_renders_and_saves(tmp_path):
+    tok = train_bpe(["the capital of France is Paris"] * 20 + ["hello there"] * 20, vocab_size=300)
+    text = render(tok, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}, {"role": "user", "content": "capital?"}], "Paris")
+    assert text.startswith("<s><|user|>\nhi</s>") and text.endswith("<|assistant|>\nParis</s>")
+    tok.save_pretrained(tmp_path)
+    from transformers import AutoTokenizer
+
+    back = AutoTokenizer.from_pretrained(tmp_path)
+    assert back.pad_token == "<pad>" and back.padding_side == "right" and back.truncation_side == "left"
+    enc = back([text], add_special_tokens=False, truncation=True, max_length=5)
+    assert back.convert_ids_to_tokens(enc["input_ids"][0])[-1] == "</s>"  # the end of the response is kept
+
+
+@pytest.fixture(scope="module")
+def pref_ws(tmp_path_factory):
+    from helpsteer.synth import SynthConfig, write_synthetic
+
+    root = tmp_path_factory.mktemp("rm")
+    data = root / "syn"
+    write_synthetic(SynthConfig(seed=4, n_prompts=120), data)
+    ws = root / "ws"
+    assert run_cli("ingest", data / "helpsteer2" / "preference" / "preference.jsonl.gz", "--workspace", ws, "--name", "pref") == 0
+    assert run_cli("ingest", data / "helpsteer2" / "train.jsonl.gz", data / "helpsteer2" / "validation.jsonl.gz", "--workspace", ws, "--name", "hs2") == 0
+    return ws
+
+
+def test_bt_run_trains_saves_loads_and_evaluates(pref_ws):
+    ws = pref_ws
+    assert run_cli("train", "--workspace", ws, "--name", "pref", "--objective", "bt", "--backbone", "tiny", "--num_train_epochs", "2",
+                   "--max_length", "96", "--bt_variant", "margin", "--center_rewards_coefficient", "0.01") == 0
+    run = ws / "runs" / "pref-bt"
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["objective"] == "bt" and cfg["reward_attributes"] == ["reward"] and cfg["reward_weights"] == [1.0]
+    assert {"reward_mean", "reward_std"} <= set(cfg)
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any({"loss", "accuracy", "margin", "mean_reward", "tokens_per_s"} <= set(x) for x in lines)
+    card = (run / "README.md").read_text()
+    assert "sha256" in card and "seed: 0" in card
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(run)
+    tok = AutoTokenizer.from_pretrained(run)
+    assert isinstance(model, NemotronHForSequenceClassification)
+    text = tok.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}, {"role": "assistant", "content": "Paris."}], tokenize=False)
+    enc = tok([text, text + " extra"], add_special_tokens=False, padding=True, truncation=True, max_length=96, return_tensors="pt")
+    assert model(**enc).logits.shape == (2, 1)
+    # a second run with the same name goes to -2
+    assert run_cli("eval", "--model", run, "--workspace", ws, "--name", "pref") == 0
+    ev = json.loads((run / "eval.json").read_text())
+    assert ev["objective"] == "bt" and 0 <= ev["accuracy"] <= 1 and ev["n_pairs"] > 0 and {"brier", "ece"} <= set(ev["calibration"])
+
+
+def test_regression_run_and_eval(pref_ws):
+    ws = pref_ws
+    assert run_cli("train", "--workspace", ws, "--name", "hs2", "--objective", "regression", "--backbone", "tiny", "--num_train_epochs", "1", "--max_length", "96", "--out", "reg") == 0
+    run = ws / "runs" / "reg"
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["reward_attributes"] == ["helpfulness", "correctness", "coherence", "complexity", "verbosity"]
+    assert cfg["reward_weights"] == [0.3, 0.74, 0.46, 0.47, -0.33]
+    assert run_cli("eval", "--model", run, "--workspace", ws, "--name", "hs2") == 0
+    ev = json.loads((run / "eval.json").read_text())
+    assert set(ev["regression"]) == set(cfg["reward_attributes"]) and all(m["mae"] >= 0 for m in ev["regression"].values())
+
+
+def test_train_errors(pref_ws, tmp_path):
+    ws = pref_ws
+    assert run_cli("train", "--workspace", ws, "--name", "pref", "--objective", "nope") == 2
+    assert run_cli("train", "--workspace", ws, "--name", "pref", "--objective", "bt", "--not_a_field", "1") == 2
+    assert run_cli("train", "--workspace", ws, "--name", "pref", "--objective", "regression", "--backbone", "tiny") == 2  # no ratings
+    f = write_jsonl(tmp_path / "test.jsonl", [{"prompt": "a", "chosen": "b", "rejected": "c"}])
+    assert run_cli("ingest", f, "--workspace", ws, "--name", "only-test") == 0
+    assert run_cli("train", "--workspace", ws, "--name", "only-test", "--objective", "bt", "--backbone", "tiny") == 2  # splits but no train
+
+
+def _weights(run):
+    from safetensors.numpy import load_file
+
+    return load_file(str(run / "model.safetensors"))
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_weights(pref_ws):
+    """SIGKILL mid-training, run the same command again: it resumes from the last complete
+    checkpoint and ends with the weights of an uninterrupted run (max abs difference 1e-6)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    ws = pref_ws
+    common = ["train", "--workspace", str(ws), "--name", "pref", "--objective", "bt", "--backbone", "tiny", "--num_train_epochs", "2",
+              "--max_length", "96", "--per_device_train_batch_size", "8", "--save_strategy", "steps", "--save_steps", "3", "--save_total_limit", "3"]
+    assert run_cli(*common, "--out", "straight") == 0
+    cmd = [sys.executable, "-m", "helpsteer.cli", *common, "--out", "killed"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = ws / "runs" / "killed"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (run / "checkpoint-6" / "trainer_state.json").exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -9 and not (run / "model.safetensors").exists()
+    assert run_cli(*common, "--out", "killed") == 0
+    a, b = _weights(ws / "runs" / "straight"), _weights(run)
+    assert a.keys() == b.keys()
+    assert max(float(np.abs(a[k] - b[k]).max()) for k in a) <= 1e-6
