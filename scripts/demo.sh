@@ -31,10 +31,23 @@ $HS analyze --workspace "$WS" --name ratings-ls
 $HS analyze --workspace "$WS" --name hs2-preference
 $HS analyze --workspace "$WS" --name hs2-disagreements
 
+echo "== 6. reward models on the NemotronH hybrid backbone (short runs; quality bars are in bench/)"
+$HS train --workspace "$WS" --name hs2-preference --objective bt --backbone small --num_train_epochs 2 --max_length 128 --out hs2-preference-bt
+$HS eval --model "$WS/runs/hs2-preference-bt" --workspace "$WS" --name hs2-preference
+$HS train --workspace "$WS" --name hs2 --objective regression --backbone small --num_train_epochs 2 --max_length 128 --out hs2-regression
+$HS eval --model "$WS/runs/hs2-regression" --workspace "$WS" --name hs2
+
 $HS datasets --workspace "$WS"
 echo
 echo "Results are in $WS:"
 echo "  datasets:  $WS/datasets/<name>/{manifest.json,responses,ratings,preferences}.parquet"
 echo "  analysis:  $WS/datasets/<name>/analysis/{agreement.json,annotators,pairs,items}.parquet"
+echo "  runs:      $WS/runs/{hs2-preference-bt,hs2-regression}/ (config.json, model.safetensors, metrics.jsonl, eval.json, README.md)"
 echo "  exports:   $WS/exports/"
 echo "  truth:     $DATA/truth/"
+echo
+echo "Next:"
+echo "  .venv/bin/helpsteer analyze --workspace $WS --name hs2-preference      # agreement + diverging pairs"
+echo "  .venv/bin/helpsteer eval --model $WS/runs/hs2-preference-bt --workspace $WS --name hs2-preference"
+echo "  make label-studio   # then: helpsteer annotate push --workspace $WS --name hs2 --kind ratings --url ... --api-key ..."
+echo "  (the scoring API and the dashboard arrive with their issues)"
