@@ -21,7 +21,7 @@ import orjson
 import polars as pl
 
 from .errors import RecordError, UsageError
-from .schema import JSON, Incompatible, check_value, conform_frame, string_field_names
+from .schema import JSON, Incompatible, check_value, conform_frame, field_names
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +256,7 @@ def _line_key(texts: list[str]) -> pl.Series:
 
 
 def _jsonl_chunks(path: Path, spec: dict, state: SourceState, *, fast: bool) -> Iterator[Chunk]:
-    strings = string_field_names(spec)
+    strings = field_names(spec, strings_only=True)
     # A line is suspect when a string-typed key is followed by something that is neither a
     # string nor null: polars would have turned that number/boolean/array into text.
     suspect_re = (
@@ -341,22 +341,6 @@ def _jsonl_chunk(numbered: list[tuple[int, bytes]], spec: dict, fast: bool, susp
     return slow
 
 
-def _field_names(spec: dict) -> set[str]:
-    names: set[str] = set()
-
-    def walk(name, dt):
-        names.add(name)
-        if isinstance(dt, pl.List):
-            walk(name, dt.inner)
-        elif isinstance(dt, pl.Struct):
-            for f in dt.fields:
-                walk(f.name, f.dtype)
-
-    for n, t in spec.items():
-        walk(n, t)
-    return names
-
-
 def _schema_names(dt, out: set[str]) -> None:
     if isinstance(dt, pl.List):
         _schema_names(dt.inner, out)
@@ -377,7 +361,7 @@ def _parse_chunk(data: bytes, texts: list[str], spec: dict) -> pl.DataFrame:
     seen = set(frame.columns)
     for dt in frame.schema.values():
         _schema_names(dt, seen)
-    absent = sorted(_field_names(spec) - seen)
+    absent = sorted({n for n in field_names(spec)} - seen)
     if absent:
         pattern = '"(?:' + "|".join(_re_escape(a) for a in absent) + ')"\\s*:'
         if pl.Series(texts, dtype=pl.String).str.contains(pattern).any():

@@ -162,16 +162,17 @@ def conform_frame(df: pl.DataFrame, spec: dict) -> pl.DataFrame:
     return df.select(exprs)
 
 
-def string_field_names(spec: dict) -> set[str]:
-    """Every field name (top-level or nested in structs) whose expected type is String."""
+def field_names(spec: dict, strings_only: bool = False) -> set[str]:
+    """Every field name (top-level or nested in structs) of a spec; with strings_only, those whose
+    expected type is String (the ones polars' JSON reader could have filled by coercion)."""
     names: set[str] = set()
 
     def walk(name, dt):
         if dt is JSON:
             return
-        if dt == pl.String:
+        if not strings_only or dt == pl.String:
             names.add(name)
-        elif isinstance(dt, pl.List):
+        if isinstance(dt, pl.List):
             walk(name, dt.inner)
         elif isinstance(dt, pl.Struct):
             for f in dt.fields:

@@ -4,6 +4,7 @@ work (`helpsteer train ... --config configs/bt-small.yaml --key value`)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
@@ -43,6 +44,15 @@ class RewardConfig(TrainingArguments):
     dataloader_num_workers: int = field(default=0, metadata={"help": "Data loader processes."})
     dataloader_pin_memory: bool = field(default=False, metadata={"help": "Pin host memory for GPU transfers (off: CPU by default)."})
     seed: int = field(default=0, metadata={"help": "Seed of initialisation, shuffling and dropout."})
+
+    def __post_init__(self):
+        # under torchrun on a machine without CUDA, DDP runs over gloo
+        if self.ddp_backend is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            import torch
+
+            if not torch.cuda.is_available():
+                self.ddp_backend = "gloo"
+        super().__post_init__()
 
 
 @dataclass

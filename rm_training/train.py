@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import os
 import platform
 import subprocess
 from dataclasses import asdict
@@ -158,8 +159,10 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
     cfg = parse_config(objective, config_file, overrides or [], run_dir)
     split = choose_split(workspace, name, "train")
     run_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(cfg, workspace, name, run_dir)
-    tokenizer.save_pretrained(run_dir)
+    main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes files
+    tokenizer = build_tokenizer(cfg, workspace, name, run_dir)  # deterministic: every rank gets the same one
+    if main_process:
+        tokenizer.save_pretrained(run_dir)
 
     if objective == "bt":
         pairs = load_pairs(workspace, name, tokenizer, split, ties=cfg.ties, soft_labels=cfg.soft_labels)
@@ -191,6 +194,8 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
     texts_ids = data["chosen_ids"] + data["rejected_ids"] if objective == "bt" else data["input_ids"]
     logits = score_token_ids(trainer.model, texts_ids, tokenizer.pad_token_id, batch_size=cfg.per_device_eval_batch_size)
     rewards = logits @ np.array(weights)
+    if not trainer.is_world_process_zero():
+        return run_dir
     final = trainer.model.merge_and_unload() if cfg.use_lora else trainer.model
     final.config.objective = objective
     final.config.reward_attributes = attributes
