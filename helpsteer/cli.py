@@ -146,7 +146,7 @@ def _register_later_commands() -> None:
     """Subcommands of the other packages register themselves here when they exist."""
     import importlib
 
-    for mod in ("helpsteer.cli_analysis", "rm_training.cli", "annotation.cli", "dashboards.cli"):
+    for mod in ("helpsteer.cli_analysis", "helpsteer.cli_training", "annotation.cli", "dashboards.cli"):
         try:
             m = importlib.import_module(mod)
         except ModuleNotFoundError as e:

@@ -86,7 +86,7 @@ class _TableSink:
     buffer passes FLUSH_ROWS; at close one part is renamed into place, several are merged by a
     streaming scan. Memory stays bounded by the buffer, whatever the file size."""
 
-    FLUSH_ROWS = 2_000_000
+    FLUSH_ROWS = 1_000_000
 
     def __init__(self, folder: Path):
         self.folder = folder

@@ -1,4 +1,5 @@
-"""`helpsteer train` and `helpsteer eval`: registered on the main command by helpsteer/cli.py."""
+"""`helpsteer train` and `helpsteer eval`: registered on the main command by helpsteer/cli.py. rm_training
+(torch, transformers) is imported inside the commands only, so other subcommands start fast."""
 
 from __future__ import annotations
 
