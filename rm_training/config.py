@@ -52,6 +52,7 @@ class RewardConfig(TrainingArguments):
 
             if not torch.cuda.is_available():
                 self.ddp_backend = "gloo"
+                self.use_cpu = True  # without it accelerate sets up no process group on CPU
         super().__post_init__()
 
 

@@ -82,6 +82,7 @@ class RewardTrainer(Trainer):
             if a.center_rewards_coefficient:
                 loss = loss + a.center_rewards_coefficient * torch.mean((r_c + r_r) ** 2)
             with torch.no_grad():
+                self._stats["loss"].append(float(loss))
                 self._stats["accuracy"].append(float((d > 0).float().mean()))
                 self._stats["margin"].append(float(d.mean()))
                 self._stats["mean_reward"].append(float(r.mean()))
@@ -92,6 +93,7 @@ class RewardTrainer(Trainer):
             # masked MSE: missing labels contribute nothing (SteerLM / NeMo-Aligner regression RM)
             loss = (err * known).sum() / known.sum().clamp(min=1)
             with torch.no_grad():
+                self._stats["loss"].append(float(loss))
                 w = torch.tensor(a.reward_weights, dtype=out.logits.dtype, device=out.logits.device)
                 self._stats["mae"].append(float((err.sqrt() * known).sum() / known.sum().clamp(min=1)))
                 self._stats["mean_reward"].append(float((out.logits @ w).mean()))
@@ -101,10 +103,19 @@ class RewardTrainer(Trainer):
 
     def log(self, logs: dict, *args, **kwargs) -> None:
         if self._stats and "loss" in logs:
-            for k, v in self._stats.items():
-                logs[k] = sum(v) / len(v)
+            # means over the logging window, averaged over processes under DDP (each process saw an
+            # equal share of every global batch), so the curve is the single-process one
+            keys = sorted(self._stats)
+            local = torch.tensor([sum(self._stats[k]) / len(self._stats[k]) for k in keys], dtype=torch.float64, device=self.args.device)
+            if self.args.world_size > 1:
+                local = self.accelerator.reduce(local, reduction="mean")
+            for k, v in zip(keys, local.tolist()):
+                logs[k] = v
             now = time.perf_counter()
-            logs["tokens_per_s"] = self._tokens / max(now - self._t0, 1e-9)
+            tokens = torch.tensor([float(self._tokens)], device=self.args.device)
+            if self.args.world_size > 1:
+                tokens = self.accelerator.reduce(tokens, reduction="sum")
+            logs["tokens_per_s"] = float(tokens) / max(now - self._t0, 1e-9)
             self._stats.clear()
             self._tokens, self._t0 = 0, now
         super().log(logs, *args, **kwargs)
