@@ -27,6 +27,7 @@ class RewardConfig(TrainingArguments):
     max_length: int = field(default=512, metadata={"help": "Tokens per scored text; longer texts keep their end (the response) and the last turns. Counted, never dropped (unlike TRL, trl#2488)."})
     ties: str = field(default="drop", metadata={"help": "Pairs with strength 0: drop, or half (a 0.5 label)."})
     soft_labels: bool = field(default=False, metadata={"help": "Train on P(A better) from the annotators' votes (needs `helpsteer analyze`)."})
+    init_from: str = field(default=None, metadata={"help": "Start from the weights of an earlier run (HelpSteer2-Preference two-stage recipe: a regression run, then --objective bt --bt_variant scaled --init_from RUN). A bt head starts from the run's helpfulness output."})
     use_lora: bool = field(default=False, metadata={"help": "LoRA adapters (peft) instead of full fine-tuning, for large local backbones."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     output_dir: str = field(default=None, metadata={"help": "The run directory (default WS/runs/<name>-<objective>)."})

@@ -109,6 +109,8 @@ def build_tokenizer(cfg: RewardConfig, workspace: Path, name: str, run_dir: Path
 
     if (run_dir / "tokenizer.json").exists():  # resuming: the run's own tokenizer
         return load_tokenizer(run_dir)
+    if cfg.init_from:
+        return load_tokenizer(cfg.init_from)
     if cfg.tokenizer:
         return load_tokenizer(cfg.tokenizer)
     if Path(cfg.backbone).is_dir() and any((Path(cfg.backbone) / f).exists() for f in ("tokenizer.json", "tokenizer_config.json")):
@@ -124,6 +126,8 @@ def build_model(cfg: RewardConfig, tokenizer, num_labels: int):
     from .modeling import NemotronHForSequenceClassification
 
     torch.manual_seed(cfg.seed)
+    if cfg.init_from:
+        return _from_run(cfg, num_labels)
     if cfg.backbone in PRESETS:
         mc = build_config(cfg.backbone, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
                           bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, num_labels=num_labels)
@@ -142,6 +146,36 @@ def build_model(cfg: RewardConfig, tokenizer, num_labels: int):
         from peft import LoraConfig, TaskType, get_peft_model
 
         model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, target_modules="all-linear", modules_to_save=["score"]))
+    return model
+
+
+def _from_run(cfg: RewardConfig, num_labels: int):
+    """Weights of an earlier run; a new head of num_labels outputs starts from the run's
+    `helpfulness` output (or its scalar-reward combination) when the shapes differ."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    import rm_training  # noqa: F401
+
+    src = Path(cfg.init_from)
+    if not (src / "config.json").exists():
+        raise UsageError(f"--init_from {src}: not a run directory (no config.json)")
+    model = AutoModelForSequenceClassification.from_pretrained(str(src), use_safetensors=True)
+    head = model.score if hasattr(model, "score") else None
+    if head is None or head.out_features == num_labels:
+        return model
+    attrs = list(getattr(model.config, "reward_attributes", []))
+    with torch.no_grad():
+        w = head.weight
+        if num_labels == 1:
+            row = w[attrs.index("helpfulness")] if "helpfulness" in attrs else torch.tensor(model.config.reward_weights, dtype=w.dtype) @ w
+            new = torch.nn.Linear(w.shape[1], 1, bias=False)
+            new.weight.copy_(row[None])
+        else:
+            new = torch.nn.Linear(w.shape[1], num_labels, bias=False)
+    model.score = new
+    model.config.num_labels = num_labels
+    model.num_labels = num_labels
     return model
 
 

@@ -207,3 +207,37 @@ def test_torchrun_two_processes_match_one(pref_ws):
     assert len(one) == len(two) > 3
     assert max(abs(a - b) / abs(a) for a, b in zip(one, two)) < 1e-4
     assert (ws / "runs" / "ddp" / "model.safetensors").exists()
+
+
+def test_two_stage_regression_then_scaled_bt(pref_ws):
+    """HelpSteer2-Preference recipe: a regression run, then scaled BT starting from it; the BT head
+    starts as the regression's helpfulness output."""
+    from safetensors.numpy import load_file
+
+    ws = pref_ws
+    assert run_cli("train", "--workspace", ws, "--name", "hs2", "--objective", "regression", "--backbone", "tiny", "--num_train_epochs", "1",
+                   "--max_length", "96", "--out", "stage1") == 0
+    stage1 = ws / "runs" / "stage1"
+    assert run_cli("train", "--workspace", ws, "--name", "pref", "--objective", "bt", "--bt_variant", "scaled", "--init_from", stage1,
+                   "--num_train_epochs", "1", "--max_length", "96", "--learning_rate", "0.0", "--out", "stage2") == 0
+    w1, w2 = load_file(str(stage1 / "model.safetensors")), load_file(str(ws / "runs" / "stage2" / "model.safetensors"))
+    assert np.allclose(w2["score.weight"][0], w1["score.weight"][0])  # helpfulness row (lr 0: unchanged)
+    assert all(np.allclose(w1[k], w2[k]) for k in w1 if k != "score.weight")
+    assert json.loads((ws / "runs" / "stage2" / "config.json").read_text())["reward_attributes"] == ["reward"]
+
+
+def test_local_checkpoint_backbone_with_lora(pref_ws, tmp_path):
+    """Any local Hugging Face checkpoint can be the backbone (a tiny Llama here), with LoRA."""
+    from transformers import AutoModelForSequenceClassification, LlamaConfig, LlamaForCausalLM
+
+    tok = train_bpe(["the capital of France is Paris, the answer is four"] * 30, vocab_size=300)
+    ck = tmp_path / "tiny-llama"
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                 num_key_value_heads=2, max_position_embeddings=256, pad_token_id=tok.pad_token_id)).save_pretrained(ck)
+    tok.save_pretrained(ck)
+    assert run_cli("train", "--workspace", pref_ws, "--name", "pref", "--objective", "bt", "--backbone", ck, "--use_lora", "true", "--lora_r", "4",
+                   "--num_train_epochs", "1", "--max_length", "96", "--out", "llama-lora") == 0
+    run = pref_ws / "runs" / "llama-lora"
+    model = AutoModelForSequenceClassification.from_pretrained(run)
+    assert type(model).__name__ == "LlamaForSequenceClassification" and model.config.objective == "bt"
+    assert run_cli("eval", "--model", run, "--workspace", pref_ws, "--name", "pref") == 0
