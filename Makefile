@@ -40,6 +40,7 @@ demo: install
 bench: install
 	$(PY) bench/ingest.py
 	$(PY) bench/analyze.py
+	$(PY) bench/train.py
 
 clean:
 	rm -rf $(VENV) $(LS_VENV) .cache workspace bench/_work .pytest_cache

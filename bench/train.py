@@ -1,0 +1,130 @@
+"""Training benchmark: learning quality of `helpsteer train` on synthetic data against the planted
+truth, throughput (pairs/s, tokens/s) and model FLOP utilisation against the machine's measured
+fp32 matmul peak, all in one run.
+
+Run:  .venv/bin/python bench/train.py [--prompts 4000] [--epochs 2] [--out bench/RESULTS.md]
+
+Not yet here (issue 4 is open): the same-run comparison with TRL's RewardTrainer and the HH-RLHF
+80/20 comparison."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ingest import WORK, _write_section  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+HS = str(ROOT / ".venv" / "bin" / "helpsteer")
+
+
+def sh(*args: str) -> float:
+    t = time.perf_counter()
+    subprocess.run([HS, *args], check=True, capture_output=True, env=dict(os.environ, TRANSFORMERS_VERBOSITY="error"))
+    return time.perf_counter() - t
+
+
+def matmul_peak() -> float:
+    """fp32 GFLOP/s of a large matmul on this machine (the practical peak)."""
+    import torch
+
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    for _ in range(3):
+        a @ b
+    n, t = 0, time.perf_counter()
+    while time.perf_counter() - t < 2.0:
+        a @ b
+        n += 1
+    return 2 * 1024**3 * n / (time.perf_counter() - t) / 1e9
+
+
+def truth_pair_accuracy(run: Path, synth: Path) -> tuple[float, int]:
+    """Held-out pairs (validation split, not tied in truth): does the model prefer the truly better one?"""
+    import rm_training  # noqa: F401
+    from rm_training.scoring import load_run, score_texts
+    from rm_training.tokenizer import render
+
+    model, tok = load_run(run)
+    truth = {r["response_id"]: r for r in map(json.loads, (synth / "truth" / "responses.jsonl").open())}
+    pairs = [p for p in map(json.loads, (synth / "truth" / "pairs.jsonl").open()) if p["split"] == "validation" and p["true_better"] != "tie"]
+    ids = sorted({i for p in pairs for i in (p["response_a_id"], p["response_b_id"])})
+    texts = [render(tok, truth[i]["context"], truth[i]["response"]) for i in ids]
+    logits, _ = score_texts(model, tok, texts, int(model.config.reward_max_length))
+    r = dict(zip(ids, logits @ np.array(model.config.reward_weights)))
+    correct = [(r[p["response_a_id"]] > r[p["response_b_id"]]) == (p["true_better"] == "a") for p in pairs]
+    return float(np.mean(correct)), len(pairs)
+
+
+def truth_regression(run: Path, synth: Path) -> dict:
+    from scipy.stats import pearsonr
+
+    import rm_training  # noqa: F401
+    from rm_training.scoring import load_run, score_texts
+    from rm_training.tokenizer import render
+
+    model, tok = load_run(run)
+    rows = [r for r in map(json.loads, (synth / "truth" / "responses.jsonl").open()) if r["split"] == "validation"]
+    logits, _ = score_texts(model, tok, [render(tok, r["context"], r["response"]) for r in rows], int(model.config.reward_max_length))
+    attrs = list(model.config.reward_attributes)
+    return {a: float(pearsonr([r["attributes"][a] for r in rows], logits[:, k]).statistic) for k, a in enumerate(attrs)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--prompts", type=int, default=4000)
+    ap.add_argument("--epochs", type=float, default=2)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "RESULTS.md"))
+    args = ap.parse_args()
+    synth, ws = WORK / f"synth-train-{args.prompts}", WORK / "ws-train"
+    if not (synth / "truth").exists():
+        subprocess.run([HS, "synth", "--out", str(synth), "--prompts", str(args.prompts), "--seed", "7"], check=True, capture_output=True)
+    import shutil
+
+    shutil.rmtree(ws, ignore_errors=True)
+    sh("ingest", str(synth / "helpsteer2" / "preference" / "preference.jsonl.gz"), "--workspace", str(ws), "--name", "pref")
+    sh("ingest", str(synth / "helpsteer2" / "train.jsonl.gz"), str(synth / "helpsteer2" / "validation.jsonl.gz"), "--workspace", str(ws), "--name", "hs2")
+    common = ["--backbone", "small", "--num_train_epochs", str(args.epochs), "--max_length", "96", "--per_device_train_batch_size", "32",
+              "--learning_rate", "0.002", "--logging_steps", "20", "--save_strategy", "no"]
+    t_bt = sh("train", "--workspace", str(ws), "--name", "pref", "--objective", "bt", *common, "--out", "bt")
+    t_reg = sh("train", "--workspace", str(ws), "--name", "hs2", "--objective", "regression", *common, "--out", "reg")
+    acc, n_pairs = truth_pair_accuracy(ws / "runs" / "bt", synth)
+    reg = truth_regression(ws / "runs" / "reg", synth)
+    lines = [json.loads(x) for x in (ws / "runs" / "bt" / "metrics.jsonl").read_text().splitlines()]
+    tps = float(np.median([x["tokens_per_s"] for x in lines if "tokens_per_s" in x]))
+    summary = next(x for x in lines if "train_runtime" in x)
+    n_train = json.loads((ws / "runs" / "bt" / "run_config.json").read_text())["run"]["n_examples"]
+    pairs_per_s = n_train * args.epochs / summary["train_runtime"]
+    from rm_training.backbones import build_config, flops_per_token
+
+    cfg = json.loads((ws / "runs" / "bt" / "config.json").read_text())
+    fpt = flops_per_token(build_config("small", cfg["vocab_size"]), 96)
+    peak = matmul_peak()
+    mfu = tps * fpt / 1e9 / peak
+    rows = [
+        f"| bt, small preset, {args.epochs:g} epochs ({n_train} pairs) | {t_bt:.0f} s | held-out pairwise accuracy vs planted truth **{acc:.3f}** ({n_pairs} pairs; goal >= 0.85) |",
+        f"| regression, small preset, {args.epochs:g} epochs | {t_reg:.0f} s | Pearson vs planted truth: " + ", ".join(f"{a} {v:.2f}" for a, v in reg.items()) + " (goal >= 0.7 on correctness and coherence) |",
+        f"| throughput (bt) | | {pairs_per_s:.1f} pairs/s, {tps:,.0f} tokens/s (median of logged windows) |",
+        f"| model FLOP utilisation | | {mfu * 100:.1f}% of the measured fp32 matmul peak {peak:.0f} GFLOP/s at seq <= 96 ({fpt / 1e6:.1f} MFLOP/token) |",
+    ]
+    for r in rows:
+        print(r, flush=True)
+    section = "\n".join([
+        "## Training (`bench/train.py`)", "",
+        f"Command: `.venv/bin/python bench/train.py --prompts {args.prompts} --epochs {args.epochs:g}` ({os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}).",
+        f"Synthetic data from `helpsteer synth --prompts {args.prompts} --seed 7`; each run is the whole `helpsteer train` command.",
+        "Not yet measured (issue 4 open): TRL RewardTrainer in the same run, the HH-RLHF 80/20 comparison, MFU at sequence length 512.", "",
+        "| run | wall | result |", "|---|---|---|", *rows, "",
+    ])
+    _write_section(Path(args.out), "## Training", section)
+
+
+if __name__ == "__main__":
+    main()
