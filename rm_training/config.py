@@ -73,6 +73,7 @@ class RegressionConfig(RewardConfig):
 
     objective: str = field(default="regression", metadata={"help": "regression"})
     attributes: list[str] = field(default_factory=lambda: list(HELPSTEER_ATTRIBUTES), metadata={"help": "Output columns, one per rated attribute."})
+    standardize_targets: bool = field(default=True, metadata={"help": "Train on per-attribute z-scores (then fold mean and std into the head, so logits stay on the rating scale). Without it the easy, high-variance attributes (verbosity, complexity) crowd out coherence and correctness. NemotronH presets only."})
     reward_weights: list[float] = field(default_factory=lambda: [NEMOTRON_WEIGHTS[a] for a in HELPSTEER_ATTRIBUTES],
                                         metadata={"help": "Scalar reward = attributes @ weights (default: Nemotron-4-340B-Reward's)."})
 

@@ -27,7 +27,8 @@ class NemotronHForSequenceClassification(NemotronHPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.model = NemotronHModel(config)
-        self.score = nn.Linear(config.hidden_size, config.num_labels, bias=False)
+        # a bias only where asked (regression heads fold per-attribute target means into it)
+        self.score = nn.Linear(config.hidden_size, config.num_labels, bias=bool(getattr(config, "score_bias", False)))
         self.post_init()
 
     def get_input_embeddings(self):

@@ -130,7 +130,8 @@ def build_model(cfg: RewardConfig, tokenizer, num_labels: int):
         return _from_run(cfg, num_labels)
     if cfg.backbone in PRESETS:
         mc = build_config(cfg.backbone, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, num_labels=num_labels)
+                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, num_labels=num_labels,
+                          score_bias=bool(getattr(cfg, "standardize_targets", False)) and cfg.objective == "regression")
         model = NemotronHForSequenceClassification(mc)
     elif Path(cfg.backbone).is_dir():
         mc = AutoConfig.from_pretrained(cfg.backbone, num_labels=num_labels)
@@ -174,6 +175,7 @@ def _from_run(cfg: RewardConfig, num_labels: int):
         else:
             new = torch.nn.Linear(w.shape[1], num_labels, bias=False)
     model.score = new
+    model.config.score_bias = False  # a pairwise reward needs no offset
     model.config.num_labels = num_labels
     model.num_labels = num_labels
     return model
@@ -217,11 +219,23 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
     model = build_model(cfg, tokenizer, num_labels)
     trainer = RewardTrainer(model=model, args=cfg, train_dataset=datasets.Dataset.from_dict(data), data_collator=collator,
                             callbacks=[MetricsFile(run_dir / "metrics.jsonl")], reward_args=cfg)
+    stats = None
+    if objective == "regression" and getattr(getattr(model, "score", None), "bias", None) is not None:
+        t = np.array(data["targets"], dtype=float)
+        stats = (np.nanmean(t, axis=0), np.maximum(np.nanstd(t, axis=0), 1e-3))
+        trainer.target_stats = tuple(torch.tensor(x, dtype=torch.float32) for x in stats)
     resume = complete_checkpoint(run_dir) if not (run_dir / "model.safetensors").exists() else None
     if resume:
         announce(f"resuming from {resume}")
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
 
+    if stats is not None:
+        # fold the z-scoring into the head: logits = std * (W h + b) + mean, on the rating scale
+        with torch.no_grad():
+            head = trainer.model.score
+            std_t, mean_t = (torch.tensor(x, dtype=head.weight.dtype) for x in (stats[1], stats[0]))
+            head.weight.mul_(std_t[:, None])
+            head.bias.mul_(std_t).add_(mean_t)
     # reward normalisation statistics over the training data (scalar reward = logits @ weights)
     from .scoring import score_token_ids
 

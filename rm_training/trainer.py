@@ -55,6 +55,7 @@ class RewardTrainer(Trainer):
     def __init__(self, *args, reward_args=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.reward_args = reward_args or self.args
+        self.target_stats: tuple[torch.Tensor, torch.Tensor] | None = None  # regression: per-attribute (mean, std)
         self._stats: dict[str, list[float]] = defaultdict(list)
         self._tokens = 0
         self._t0 = time.perf_counter()
@@ -88,6 +89,9 @@ class RewardTrainer(Trainer):
                 self._stats["mean_reward"].append(float(r.mean()))
         elif a.objective == "regression":
             y = inputs["targets"]
+            if self.target_stats is not None:  # z-scores per attribute (NaN stays NaN: masked below)
+                mean, std = (t.to(y.device, y.dtype) for t in self.target_stats)
+                y = (y - mean) / std
             known = ~torch.isnan(y)
             err = (out.logits - torch.nan_to_num(y)) ** 2
             # masked MSE: missing labels contribute nothing (SteerLM / NeMo-Aligner regression RM)

@@ -222,7 +222,7 @@ def test_two_stage_regression_then_scaled_bt(pref_ws):
                    "--num_train_epochs", "1", "--max_length", "96", "--learning_rate", "0.0", "--out", "stage2") == 0
     w1, w2 = load_file(str(stage1 / "model.safetensors")), load_file(str(ws / "runs" / "stage2" / "model.safetensors"))
     assert np.allclose(w2["score.weight"][0], w1["score.weight"][0])  # helpfulness row (lr 0: unchanged)
-    assert all(np.allclose(w1[k], w2[k]) for k in w1 if k != "score.weight")
+    assert all(np.allclose(w1[k], w2[k]) for k in w1 if not k.startswith("score."))
     assert json.loads((ws / "runs" / "stage2" / "config.json").read_text())["reward_attributes"] == ["reward"]
 
 
@@ -241,3 +241,20 @@ def test_local_checkpoint_backbone_with_lora(pref_ws, tmp_path):
     model = AutoModelForSequenceClassification.from_pretrained(run)
     assert type(model).__name__ == "LlamaForSequenceClassification" and model.config.objective == "bt"
     assert run_cli("eval", "--model", run, "--workspace", pref_ws, "--name", "pref") == 0
+
+
+def test_regression_targets_are_standardised_and_folded_back(pref_ws):
+    """Training on per-attribute z-scores, the saved head still outputs ratings: the mean prediction
+    on the training responses is close to the mean label per attribute."""
+    from rm_training.data import load_rated
+    from rm_training.scoring import load_run, score_texts
+
+    ws = pref_ws
+    assert run_cli("train", "--workspace", ws, "--name", "hs2", "--objective", "regression", "--backbone", "tiny", "--num_train_epochs", "1",
+                   "--max_length", "96", "--out", "std") == 0
+    model, tok = load_run(ws / "runs" / "std")
+    assert model.score.bias is not None and model.config.score_bias
+    rated = load_rated(ws, "hs2", tok, "train")
+    logits, _ = score_texts(model, tok, rated.text, 96)
+    means = np.nanmean(np.array(rated.targets), axis=0)
+    assert np.all(np.abs(logits.mean(axis=0) - means) < 0.75)
