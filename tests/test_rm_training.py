@@ -258,3 +258,31 @@ def test_regression_targets_are_standardised_and_folded_back(pref_ws):
     logits, _ = score_texts(model, tok, rated.text, 96)
     means = np.nanmean(np.array(rated.targets), axis=0)
     assert np.all(np.abs(logits.mean(axis=0) - means) < 0.75)
+
+
+def test_trl_reward_trainer_trains_a_platform_run(pref_ws, tmp_path):
+    """An outside script can take a run's class to TRL: RewardTrainer trains the checkpoint loaded
+    by path through the Auto classes, and the result saves and loads again."""
+    import datasets
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from trl import RewardConfig, RewardTrainer
+
+    ws = pref_ws
+    run = ws / "runs" / "for-trl"
+    if not (run / "model.safetensors").exists():
+        assert run_cli("train", "--workspace", ws, "--name", "pref", "--objective", "bt", "--backbone", "tiny", "--num_train_epochs", "1",
+                       "--max_length", "96", "--out", "for-trl") == 0
+    out = tmp_path / "pairs.jsonl"
+    assert run_cli("export", "--workspace", ws, "--name", "pref", "--format", "dpo", "--out", out) == 0
+    rows = [json.loads(x) for x in out.read_text().splitlines()][:48]
+    ds = datasets.Dataset.from_list([{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows])
+    model = AutoModelForSequenceClassification.from_pretrained(run)
+    tok = AutoTokenizer.from_pretrained(run)
+    args = RewardConfig(output_dir=str(tmp_path / "trl"), per_device_train_batch_size=8, num_train_epochs=1, max_length=96, report_to="none",
+                        save_strategy="no", logging_steps=1, bf16=False, use_cpu=True)
+    trainer = RewardTrainer(model=model, args=args, train_dataset=ds, processing_class=tok)
+    result = trainer.train()
+    assert np.isfinite(result.training_loss)
+    trainer.save_model(str(tmp_path / "trl-saved"))
+    again = AutoModelForSequenceClassification.from_pretrained(tmp_path / "trl-saved")
+    assert isinstance(again, NemotronHForSequenceClassification)
