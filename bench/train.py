@@ -95,6 +95,10 @@ def main() -> None:
               "--learning_rate", "0.002", "--logging_steps", "20", "--save_strategy", "no"]
     t_bt = sh("train", "--workspace", str(ws), "--name", "pref", "--objective", "bt", *common, "--out", "bt")
     t_reg = sh("train", "--workspace", str(ws), "--name", "hs2", "--objective", "regression", *common, "--out", "reg")
+    # HelpSteer2-Preference two-stage recipe: scaled BT starting from the regression run
+    t_two = sh("train", "--workspace", str(ws), "--name", "pref", "--objective", "bt", "--bt_variant", "scaled", "--init_from", str(ws / "runs" / "reg"),
+               *[c if c != "0.002" else "0.001" for c in common], "--out", "two-stage")
+    acc2, _ = truth_pair_accuracy(ws / "runs" / "two-stage", synth)
     acc, n_pairs = truth_pair_accuracy(ws / "runs" / "bt", synth)
     reg = truth_regression(ws / "runs" / "reg", synth)
     lines = [json.loads(x) for x in (ws / "runs" / "bt" / "metrics.jsonl").read_text().splitlines()]
@@ -110,6 +114,7 @@ def main() -> None:
     mfu = tps * fpt / 1e9 / peak
     rows = [
         f"| bt, small preset, {args.epochs:g} epochs ({n_train} pairs) | {t_bt:.0f} s | held-out pairwise accuracy vs planted truth **{acc:.3f}** ({n_pairs} pairs; goal >= 0.85) |",
+        f"| two-stage: regression then scaled BT from it ({args.epochs:g} + {args.epochs:g} epochs) | {t_reg + t_two:.0f} s | held-out pairwise accuracy vs planted truth **{acc2:.3f}** (goal >= 0.85 within 600 s) |",
         f"| regression, small preset, {args.epochs:g} epochs | {t_reg:.0f} s | Pearson vs planted truth: " + ", ".join(f"{a} {v:.2f}" for a, v in reg.items()) + " (goal >= 0.7 on correctness and coherence) |",
         f"| throughput (bt) | | {pairs_per_s:.1f} pairs/s, {tps:,.0f} tokens/s (median of logged windows) |",
         f"| model FLOP utilisation | | {mfu * 100:.1f}% of the measured fp32 matmul peak {peak:.0f} GFLOP/s at seq <= 96 ({fpt / 1e6:.1f} MFLOP/token) |",
