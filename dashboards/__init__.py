@@ -1,1 +1,1 @@
-"""dashboards package (arrives with its issue)."""
+"""The Streamlit dashboard: `helpsteer dashboard --workspace WS` (dashboards/app.py)."""

@@ -48,6 +48,57 @@ def register(app: typer.Typer) -> None:
         _print(res)
 
 
+    @app.command()
+    def score(
+        model: Path = typer.Option(..., "--model", help="A run directory."),
+        data: Path = typer.Option(..., "--data", help="A file in any ingest format (responses or preference pairs)."),
+        out: Path = typer.Option(..., "--out", help="Output parquet file."),
+        format: str = typer.Option("auto", "--format", help="Format of --data."),
+        level: str = typer.Option("auto", "--level", help="pairs (one row per pair: rewards, P(A better)), responses, or auto (pairs when the file has them)."),
+        batch_size: int = typer.Option(32, "--batch-size", help="Sequences per forward pass (length-bucketed)."),
+    ) -> None:
+        """Offline batch scoring: a file -> a parquet of rewards (attributes, uncertainty, P(A better) for pairs)."""
+        from rm_training.batch_scoring import score_file
+
+        res = score_file(model, data, out, fmt=format, level=level, batch_size=batch_size)
+        extra = f", accuracy {res['accuracy']:.4f}" if "accuracy" in res else ""
+        _err(f"scored {res['rows']} {res['level']} ({res['truncated']} truncated{extra}) -> {res['out']}")
+
+    @app.command()
+    def serve(
+        model: Path = typer.Option(..., "--model", help="A run directory (loaded from safetensors only)."),
+        host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (loopback by default)."),
+        port: int = typer.Option(8000, "--port", help="TCP port."),
+        max_batch_size: int = typer.Option(64, "--max-batch-size", help="Most sequences per forward pass (1 = no dynamic batching)."),
+        max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="How long to wait for more requests before running a batch."),
+        max_batch_tokens: int = typer.Option(0, "--max-batch-tokens", help="Padded tokens per forward pass (0 = 1024 on CPU, 65536 on GPU)."),
+        max_items: int = typer.Option(256, "--max-items", help="Most items per request (413 beyond)."),
+        max_body_bytes: int = typer.Option(4 * 1024 * 1024, "--max-body-bytes", help="Largest request body (413 beyond)."),
+        max_length: int = typer.Option(0, "--max-length", help="Truncation length in tokens (0 = the run's)."),
+        threads: int = typer.Option(0, "--threads", help="torch threads (0 = default)."),
+        log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
+    ) -> None:
+        """Serve the reward model over HTTP: /v1/score, /v1/compare, /v1/principles, /v1/models, /get_reward (OpenRLHF), /metrics, /healthz.
+        Set HELPSTEER_API_KEY (comma-separated keys) to require Authorization: Bearer <key>."""
+        import os
+
+        import uvicorn
+
+        from helpsteer.errors import UsageError
+
+        if not (model / "config.json").exists():
+            raise UsageError(f"--model {model}: not a run directory (no config.json); train one with `helpsteer train`")
+        from rm_training.api.app import create_app
+        from rm_training.api.settings import Settings
+
+        settings = Settings(model=str(model), host=host, port=port, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_batch_tokens=max_batch_tokens,
+                            max_items=max_items, max_body_bytes=max_body_bytes, max_length=max_length, threads=threads,
+                            api_key=os.environ.get("HELPSTEER_API_KEY", ""))
+        if not settings.keys() and host not in ("127.0.0.1", "localhost", "::1"):
+            _err(f"warning: serving on {host} without HELPSTEER_API_KEY: anyone who can reach it can use it")
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30)
+
+
 def _print(res: dict) -> None:
     from rich.console import Console
     from rich.table import Table

@@ -49,7 +49,10 @@ def calibration(p: np.ndarray, y: np.ndarray, bins: int = 10) -> dict:
     edges = np.linspace(0, 1, bins + 1)
     which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
     ece = sum(abs(p[which == b].mean() - y[which == b].mean()) * (which == b).mean() for b in range(bins) if (which == b).any())
-    return {"brier": float(np.mean((p - y) ** 2)), "ece": float(ece), "bins": bins}
+    # the reliability diagram: per non-empty bin, mean predicted probability vs observed frequency
+    reliability = [{"bin": b, "n": int((which == b).sum()), "p_mean": float(p[which == b].mean()), "y_mean": float(y[which == b].mean())}
+                   for b in range(bins) if (which == b).any()]
+    return {"brier": float(np.mean((p - y) ** 2)), "ece": float(ece), "bins": bins, "reliability": reliability}
 
 
 def _dataset_from_file(path: Path, fmt: str, tmp: Path) -> tuple[Path, str]:
@@ -91,18 +94,22 @@ def evaluate(run: Path, workspace: Path | None = None, name: str | None = None, 
         reward = dict(zip(resp["response_id"].to_list(), logits @ weights))
         res["n_responses"] = len(texts)
         res["n_truncated"] = int(sum(truncated))
-        _pairwise(res, workspace, name, reward)
+        detail = {}
+        _pairwise(res, workspace, name, reward, detail)
         if model.config.num_labels > 1:
-            _regression(res, workspace, name, dict(zip(resp["response_id"].to_list(), logits)), list(getattr(model.config, "reward_attributes", [])))
+            _regression(res, workspace, name, dict(zip(resp["response_id"].to_list(), logits)), list(getattr(model.config, "reward_attributes", [])), detail)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     out = Path(out) if out else run / "eval.json"
     store.write_json(out, res)
+    # per-pair and per-response detail beside it (the dashboard's evaluation page plots them)
+    for key, df in detail.items():
+        store.write_parquet(df, out.with_name(f"{out.stem}_{key}.parquet"))
     return res
 
 
-def _pairwise(res: dict, workspace: Path, name: str, reward: dict) -> None:
+def _pairwise(res: dict, workspace: Path, name: str, reward: dict, detail: dict | None = None) -> None:
     from helpsteer.export import pair_labels
 
     labels = pair_labels(workspace, name)
@@ -148,6 +155,7 @@ def _pairwise(res: dict, workspace: Path, name: str, reward: dict) -> None:
         res["rm_bench"] = {"hard": float(np.nanmean(mat[iu])), "normal": float(np.nanmean(np.diag(mat))), "easy": float(np.nanmean(mat[il])),
                            "matrix": [[None if np.isnan(x) else float(x) for x in row] for row in mat]}
     ana = store.require(workspace, name) / "analysis" / "pairs.parquet"
+    f = {}
     if ana.exists():
         flags = pl.read_parquet(ana, columns=["pair_id", "diverging", "unanimous"])
         f = {r["pair_id"]: r for r in flags.iter_rows(named=True)}
@@ -155,9 +163,16 @@ def _pairwise(res: dict, workspace: Path, name: str, reward: dict) -> None:
             m = np.array([bool(f.get(r["pair_id"], {}).get(key)) for r in rows]) & decided
             res[f"{key}_accuracy"] = float(correct[m].mean()) if m.any() else None
             res[f"n_{key}"] = int(m.sum())
+    if detail is not None:
+        detail["pairs"] = pl.DataFrame({
+            "pair_id": [r["pair_id"] for r in rows], "subset": [r["subset"] for r in rows],
+            "reward_a": [float(reward[r["response_a_id"]]) for r in rows], "reward_b": [float(reward[r["response_b_id"]]) for r in rows],
+            "strength": s.astype(float), "margin": d.astype(float), "correct": correct,
+            "diverging": [f.get(r["pair_id"], {}).get("diverging") for r in rows], "unanimous": [f.get(r["pair_id"], {}).get("unanimous") for r in rows],
+        }, schema_overrides={"subset": pl.Utf8, "diverging": pl.Boolean, "unanimous": pl.Boolean})
 
 
-def _regression(res: dict, workspace: Path, name: str, logits: dict, attributes: list[str]) -> None:
+def _regression(res: dict, workspace: Path, name: str, logits: dict, attributes: list[str], detail: dict | None = None) -> None:
     from scipy.stats import pearsonr, spearmanr
 
     ratings = store.load_table(workspace, name, "ratings", ["response_id", "annotator_id", "attribute", "score"])
@@ -166,13 +181,16 @@ def _regression(res: dict, workspace: Path, name: str, logits: dict, attributes:
     lab = ratings.group_by("response_id", "attribute").agg(
         pl.col("score").filter(pl.col("annotator_id").is_null()).mean().alias("given"), pl.col("score").mean().alias("all"))
     lab = lab.with_columns(pl.coalesce("given", "all").alias("y"))
-    out = {}
+    out, frames = {}, []
     for k, attr in enumerate(attributes):
         sub = lab.filter((pl.col("attribute") == attr) & pl.col("response_id").is_in(list(logits)))
         if sub.height < 3:
             continue
         y = sub["y"].to_numpy()
         yhat = np.array([logits[i][k] for i in sub["response_id"]])
+        frames.append(pl.DataFrame({"response_id": sub["response_id"], "attribute": [attr] * sub.height, "label": y.astype(float), "predicted": yhat.astype(float)}))
         out[attr] = {"n": sub.height, "mae": float(np.abs(y - yhat).mean()), "pearson": float(pearsonr(y, yhat).statistic), "spearman": float(spearmanr(y, yhat).statistic)}
     if out:
         res["regression"] = out
+        if detail is not None:
+            detail["responses"] = pl.concat(frames)

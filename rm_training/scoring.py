@@ -1,26 +1,47 @@
-"""Batch scoring with a reward model: texts -> logits (N x outputs) under inference mode, batches
-sorted by length (little padding), results returned in input order."""
+"""Scoring with a reward model: token ids -> logits (N x outputs) under inference mode, in length-
+bucketed batches (sorted by length, capped by a batch size and a token budget, so little padding),
+results in input order; and `Scorer`, a run loaded once that turns conversations into rewards,
+attribute values, uncertainties and P(A better) the same way for `helpsteer score`, the API and eval."""
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 
+def length_buckets(lengths: list[int], batch_size: int, max_tokens: int | None = None) -> list[np.ndarray]:
+    """Indices grouped into batches of similar length: sorted by length, at most `batch_size` rows
+    and (when given) at most `max_tokens` padded tokens (rows x longest row) per batch."""
+    order = np.argsort(lengths, kind="stable")
+    out, cur, width = [], [], 0
+    for i in order:
+        w = max(width, lengths[i], 1)
+        if cur and (len(cur) >= batch_size or (max_tokens and (len(cur) + 1) * w > max_tokens)):
+            out.append(np.array(cur))
+            cur, w = [], max(lengths[i], 1)
+        cur.append(i)
+        width = w
+    if cur:
+        out.append(np.array(cur))
+    return out
+
+
 @torch.inference_mode()
-def score_token_ids(model, ids: list[list[int]], pad_id: int, batch_size: int = 32) -> np.ndarray:
+def score_token_ids(model, ids: list[list[int]], pad_id: int, batch_size: int = 32, max_tokens: int | None = None) -> np.ndarray:
     model.eval()
-    order = np.argsort([len(x) for x in ids], kind="stable")
     out = np.zeros((len(ids), model.config.num_labels), dtype=np.float64)
     device = next(model.parameters()).device
-    for start in range(0, len(ids), batch_size):
-        idx = order[start : start + batch_size]
+    for idx in length_buckets([len(x) for x in ids], batch_size, max_tokens):
         batch = [ids[i] for i in idx]
-        width = max(len(x) for x in batch)
+        width = max(max(len(x) for x in batch), 1)
         t = torch.full((len(batch), width), pad_id, dtype=torch.long)
         m = torch.zeros((len(batch), width), dtype=torch.long)
         for j, x in enumerate(batch):
-            t[j, : len(x)] = torch.tensor(x)
+            t[j, : len(x)] = torch.tensor(x, dtype=torch.long)
             m[j, : len(x)] = 1
         logits = model(input_ids=t.to(device), attention_mask=m.to(device)).logits
         out[idx] = logits.float().cpu().numpy()
@@ -37,13 +58,125 @@ def score_texts(model, tokenizer, texts: list[str], max_length: int, batch_size:
     return score_token_ids(model, ids, tokenizer.pad_token_id, batch_size), truncated
 
 
-def load_run(path):
-    """A run's model and tokenizer through the Auto classes (safetensors only)."""
+def load_run(path, device: str | None = None):
+    """A run's model and tokenizer through the Auto classes (safetensors only, never pickle)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     import rm_training  # noqa: F401  (registers the NemotronH reward head)
 
     model = AutoModelForSequenceClassification.from_pretrained(str(path), use_safetensors=True)
+    if device:
+        model.to(device)
     tok = AutoTokenizer.from_pretrained(str(path))
     model.eval()
     return model, tok
+
+
+@dataclass
+class Item:
+    """One response in its conversation; `principle` only for principle models."""
+
+    context: list[dict]
+    response: str
+    principle: str | None = None
+
+
+class Scorer:
+    """A run loaded once. `encode` turns items into token ids (left-truncated as in training, the
+    truncation flagged); `logits` runs the model in length buckets; `results` reads the outputs
+    as the run's objective defines them (config `objective`, `reward_attributes`, `reward_weights`)."""
+
+    def __init__(self, run: str | Path, device: str | None = None, batch_size: int = 32, max_tokens: int | None = 0,
+                 max_length: int | None = None):
+        from .tokenizer import CHAT_TEMPLATE
+
+        self.run = Path(run)
+        if not (self.run / "config.json").exists():
+            raise FileNotFoundError(f"{self.run} is not a run directory (no config.json); train one with `helpsteer train`")
+        self.model, self.tokenizer = load_run(self.run, device)
+        if not getattr(self.tokenizer, "chat_template", None):
+            self.tokenizer.chat_template = CHAT_TEMPLATE
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
+        cfg = self.model.config
+        self.objective = getattr(cfg, "objective", None) or "bt"
+        n = cfg.num_labels
+        self.attributes = list(getattr(cfg, "reward_attributes", None) or (["reward"] if n == 1 else [f"output_{i}" for i in range(n)]))
+        self.weights = np.array(getattr(cfg, "reward_weights", None) or [1.0] + [0.0] * (n - 1), dtype=np.float64)
+        self.max_length = int(max_length or getattr(cfg, "reward_max_length", None) or 512)
+        self.batch_size = batch_size
+        on_cpu = next(self.model.parameters()).device.type == "cpu"
+        # padded tokens per forward: on CPU the Mamba2 reference scan's intermediates outgrow the
+        # caches beyond ~1k tokens (measured: 1024 gives the most sequences/s on the small preset)
+        self.max_tokens = (1024 if on_cpu else 65536) if max_tokens == 0 else max_tokens
+        if on_cpu:
+            # the chunked SSD scan is exact for any chunk length; the reference path pads every
+            # sequence to a multiple of it, so short chunks waste less on short texts
+            for m in self.model.modules():
+                if hasattr(m, "chunk_size") and isinstance(m.chunk_size, int) and m.chunk_size > 32:
+                    m.chunk_size = 32
+        self.default_principle = getattr(cfg, "default_principle", None)
+
+    @property
+    def name(self) -> str:
+        return self.run.name
+
+    def info(self) -> dict:
+        cfg = self.model.config
+        return {"id": self.name, "path": str(self.run), "objective": self.objective, "attributes": self.attributes,
+                "weights": self.weights.tolist(), "backbone": cfg.model_type, "architectures": list(cfg.architectures or []),
+                "max_length": self.max_length, "num_parameters": int(sum(p.numel() for p in self.model.parameters()))}
+
+    def text(self, item: Item) -> str:
+        from .tokenizer import render
+
+        principle = item.principle if item.principle is not None else (self.default_principle if self.objective == "principle" else None)
+        return render(self.tokenizer, item.context, item.response, principle=principle)
+
+    def encode_texts(self, texts: list[str]) -> tuple[list[list[int]], list[bool]]:
+        if not texts:
+            return [], []
+        full = self.tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
+        return [x[-self.max_length:] for x in full], [len(x) > self.max_length for x in full]
+
+    def encode(self, items: list[Item]) -> tuple[list[list[int]], list[bool]]:
+        return self.encode_texts([self.text(it) for it in items])
+
+    def logits(self, ids: list[list[int]]) -> np.ndarray:
+        if not ids:
+            return np.zeros((0, self.model.config.num_labels))
+        return score_token_ids(self.model, ids, self.tokenizer.pad_token_id, self.batch_size, self.max_tokens)
+
+    def rewards(self, logits: np.ndarray) -> np.ndarray:
+        return logits @ self.weights
+
+    def results(self, logits: np.ndarray, truncated: list[bool]) -> list[dict]:
+        """Per row: reward (logits @ weights), attributes (regression models), uncertainty (the
+        standard deviation sqrt(exp(log_var)) of mean-var models) and, for principle models, the
+        probability that the principle is satisfied."""
+        out = []
+        for row, tr in zip(logits, truncated):
+            r = {"reward": float(row @ self.weights), "attributes": None, "uncertainty": None, "truncated": bool(tr)}
+            if self.objective == "regression":
+                r["attributes"] = {a: float(v) for a, v in zip(self.attributes, row)}
+            elif self.objective == "meanvar":
+                r["uncertainty"] = float(math.exp(0.5 * float(np.clip(row[1], -30, 30))))
+            elif self.objective == "principle":
+                r["probability"] = float(1 / (1 + math.exp(-float(np.clip(row[0], -60, 60)))))
+            out.append(r)
+        return out
+
+    def score(self, items: list[Item]) -> list[dict]:
+        ids, truncated = self.encode(items)
+        return self.results(self.logits(ids), truncated)
+
+    def prefer_a(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """P(A better) from the logits of the two responses: Thurstonian for mean-var models
+        (Phi((mu_A - mu_B) / sqrt(var_A + var_B))), else the Bradley-Terry sigmoid of r_A - r_B."""
+        if self.objective == "meanvar":
+            from scipy.stats import norm
+
+            var = np.exp(np.clip(a[:, 1], -30, 30)) + np.exp(np.clip(b[:, 1], -30, 30))
+            return norm.cdf((a[:, 0] - b[:, 0]) / np.sqrt(var))
+        d = self.rewards(a) - self.rewards(b)
+        return 1 / (1 + np.exp(-np.clip(d, -60, 60)))

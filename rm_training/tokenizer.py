@@ -49,7 +49,14 @@ def load_tokenizer(path: str | Path):
     return tok
 
 
-def render(tokenizer, context: list[dict], response: str) -> str:
-    """The exact text the model scores for a response in its conversation."""
+def render(tokenizer, context: list[dict], response: str, principle: str | None = None) -> str:
+    """The exact text the model scores for a response in its conversation; a principle model also
+    sees the principle as a last `principle` turn after the response (RLBFF), or as a user turn
+    "Principle: ..." for a pretrained chat template that rejects unknown roles."""
     conv = [{"role": t["role"], "content": t["content"]} for t in context] + [{"role": "assistant", "content": response}]
-    return tokenizer.apply_chat_template(conv, tokenize=False)
+    if principle is None:
+        return tokenizer.apply_chat_template(conv, tokenize=False)
+    try:
+        return tokenizer.apply_chat_template(conv + [{"role": "principle", "content": principle}], tokenize=False)
+    except Exception:  # noqa: BLE001  (jinja templates raise their own exception types)
+        return tokenizer.apply_chat_template(conv + [{"role": "user", "content": f"Principle: {principle}"}], tokenize=False)

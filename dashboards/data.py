@@ -1,0 +1,169 @@
+"""The dashboard's only data module: every load from the workspace goes through here, cached
+(`st.cache_data` keyed on the file's modification time, so a re-run analysis shows up), and
+aggregated with polars before anything is plotted. Pages only render."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import polars as pl
+import streamlit as st
+
+from helpsteer import store
+
+
+def workspace() -> Path | None:
+    ws = os.environ.get("HELPSTEER_WORKSPACE")
+    return Path(ws) if ws else None
+
+
+def _mtime(path: Path) -> float:
+    return path.stat().st_mtime if path.exists() else 0.0
+
+
+@st.cache_data(show_spinner=False)
+def _datasets(ws: str, stamp: float) -> list[dict]:
+    return store.list_datasets(Path(ws))
+
+
+def datasets() -> list[dict]:
+    ws = workspace()
+    if ws is None or not (ws / "datasets").exists():
+        return []
+    root = ws / "datasets"
+    stamp = max([_mtime(root)] + [_mtime(p / "manifest.json") for p in root.iterdir() if p.is_dir()])
+    return _datasets(str(ws), stamp)
+
+
+def dataset_names() -> list[str]:
+    return [d["name"] for d in datasets()]
+
+
+@st.cache_data(show_spinner=False)
+def _table(path: str, stamp: float, columns: tuple | None) -> pl.DataFrame:
+    return pl.read_parquet(path, columns=list(columns) if columns else None)
+
+
+def table(name: str, tbl: str, columns: list[str] | None = None) -> pl.DataFrame:
+    p = workspace() / "datasets" / name / f"{tbl}.parquet"
+    if not p.exists():
+        return pl.DataFrame()
+    if columns:
+        have = set(pl.read_parquet_schema(p))
+        columns = [c for c in columns if c in have]
+    return _table(str(p), _mtime(p), tuple(columns) if columns else None)
+
+
+def manifest(name: str) -> dict:
+    return json.loads((workspace() / "datasets" / name / "manifest.json").read_text())
+
+
+@st.cache_data(show_spinner=False)
+def _quarantine(path: str, stamp: float) -> pl.DataFrame:
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                r = json.loads(line)
+            except ValueError:
+                continue
+            rows.append({"source": r.get("source"), "line": r.get("line"), "reason": r.get("reason"), "record": json.dumps(r.get("record"))[:400]})
+    return pl.DataFrame(rows, schema={"source": pl.Utf8, "line": pl.Int64, "reason": pl.Utf8, "record": pl.Utf8})
+
+
+def quarantine(name: str) -> pl.DataFrame:
+    p = workspace() / "datasets" / name / "quarantine.jsonl"
+    if not p.exists():
+        return pl.DataFrame(schema={"source": pl.Utf8, "line": pl.Int64, "reason": pl.Utf8, "record": pl.Utf8})
+    return _quarantine(str(p), _mtime(p))
+
+
+def analysis_dir(name: str) -> Path:
+    return workspace() / "datasets" / name / "analysis"
+
+
+def analysis_json(name: str) -> dict | None:
+    p = analysis_dir(name) / "agreement.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def analysis_table(name: str, tbl: str) -> pl.DataFrame | None:
+    p = analysis_dir(name) / f"{tbl}.parquet"
+    return _table(str(p), _mtime(p), None) if p.exists() else None
+
+
+def runs() -> list[Path]:
+    ws = workspace()
+    root = ws / "runs" if ws else None
+    if root is None or not root.exists():
+        return []
+    return sorted(p for p in root.iterdir() if (p / "config.json").exists())
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@st.cache_data(show_spinner=False)
+def _metrics(path: str, stamp: float) -> pl.DataFrame:
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    rows = [r for r in rows if "loss" in r or "mae" in r]
+    return pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()
+
+
+def metrics(run: Path) -> pl.DataFrame:
+    p = run / "metrics.jsonl"
+    return _metrics(str(p), _mtime(p)) if p.exists() else pl.DataFrame()
+
+
+def eval_detail(run: Path, kind: str) -> pl.DataFrame | None:
+    p = run / f"eval_{kind}.parquet"
+    return _table(str(p), _mtime(p), None) if p.exists() else None
+
+
+def attacks() -> list[Path]:
+    ws = workspace()
+    root = ws / "attacks" if ws else None
+    if root is None or not root.exists():
+        return []
+    return sorted(p for p in root.iterdir() if (p / "attack.json").exists())
+
+
+@st.cache_resource(show_spinner="loading the model...")
+def scorer(path: str):
+    from rm_training.scoring import Scorer
+
+    return Scorer(path)
+
+
+def missing(what: str, command: str) -> None:
+    """The message a page shows when its data is not there yet: what to run."""
+    st.info(f"{what}\n\nRun:\n```\n{command}\n```")
+
+
+def ws_arg() -> str:
+    return str(workspace()) if workspace() else "WS"
+
+
+def pick_dataset(label: str = "Dataset", need: str | None = None) -> str | None:
+    names = dataset_names()
+    if need:  # only datasets whose analysis output exists and has content
+        def has(n):
+            p = analysis_dir(n) / need
+            if not p.exists():
+                return False
+            return p.suffix != ".parquet" or pl.scan_parquet(p).select(pl.len()).collect().item() > 0
+        names = [n for n in names if has(n)]
+    if not names:
+        return None
+    return st.sidebar.selectbox(label, names, key=f"ds-{label}-{need}")

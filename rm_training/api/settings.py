@@ -1,0 +1,34 @@
+"""Settings of the scoring API: environment variables HELPSTEER_* (the `serve` command sets them
+from its flags), read once through the cached `get_settings()`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HELPSTEER_", extra="ignore")
+
+    model: str = Field("", description="Run directory to serve (a Hugging Face checkpoint written by `helpsteer train`).")
+    host: str = Field("127.0.0.1", description="Interface to bind; loopback unless told otherwise.")
+    port: int = Field(8000, description="TCP port.")
+    api_key: str = Field("", description="One key or several, comma-separated; empty = no authentication (loopback use, e.g. OpenRLHF PPO).")
+    max_items: int = Field(256, ge=1, description="Most items in one request (413 beyond).")
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body in bytes (413 beyond).")
+    max_batch_size: int = Field(64, ge=1, description="Most sequences in one forward pass (dynamic micro-batching; 1 turns batching off).")
+    max_wait_ms: float = Field(5.0, ge=0, description="How long the batcher waits for more requests before running a batch, in ms.")
+    max_batch_tokens: int = Field(0, ge=0, description="Padded-token budget of one forward pass (rows x longest row), so long texts get smaller batches; 0 = 1024 on CPU, 65536 on GPU.")
+    max_length: int = Field(0, ge=0, description="Truncation length in tokens; 0 = the run's training length.")
+    device: str = Field("", description="torch device ('' = cuda when available, else cpu).")
+    threads: int = Field(0, ge=0, description="torch intra-op threads (0 = torch's default).")
+
+    def keys(self) -> list[str]:
+        return [k.strip() for k in self.api_key.split(",") if k.strip()]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

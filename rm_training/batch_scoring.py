@@ -1,0 +1,101 @@
+"""`helpsteer score`: offline batch scoring of a file in any ingest format with the API's own
+scoring path (`Scorer`: same rendering, truncation and length-bucketed batches), for best-of-N
+selection and data filtering without a server. Files with preference pairs give one row per pair
+(rewards of both sides, P(A better), the label); others one row per response."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from helpsteer import store
+from helpsteer.errors import UsageError
+
+from .scoring import Item, Scorer
+
+
+def _logits_with_progress(sc: Scorer, items: list[Item], progress: bool, chunk: int = 512):
+    from tqdm import tqdm
+
+    ids, truncated = sc.encode(items)
+    out = np.zeros((len(ids), sc.model.config.num_labels))
+    with tqdm(total=len(ids), unit="seq", desc="scoring", disable=not progress) as bar:
+        # chunks in length order keep each chunk's batches tight and the bar moving
+        order = np.argsort([len(x) for x in ids], kind="stable")
+        for s in range(0, len(ids), chunk):
+            idx = order[s : s + chunk]
+            out[idx] = sc.logits([ids[i] for i in idx])
+            bar.update(len(idx))
+    return out, truncated
+
+
+def score_file(run: Path, data: Path, out: Path, fmt: str = "auto", level: str = "auto", batch_size: int = 32,
+               progress: bool | None = None, announce=None) -> dict:
+    from helpsteer.ingest import ingest
+
+    if level not in ("auto", "responses", "pairs"):
+        raise UsageError(f"--level must be auto, responses or pairs, got {level!r}")
+    if not Path(out).name.endswith(".parquet"):
+        raise UsageError(f"--out {out}: the output is a parquet file (name it *.parquet)")
+    try:
+        sc = Scorer(run, batch_size=batch_size)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    progress = sys.stderr.isatty() if progress is None else progress
+    tmp = Path(tempfile.mkdtemp(prefix="helpsteer-score-"))
+    try:
+        ingest([Path(data)], tmp, "score", fmt=fmt)
+        resp = store.load_table(tmp, "score", "responses", ["response_id", "prompt_id", "context", "prompt", "response", "split"])
+        labels = None
+        if level != "responses":
+            from helpsteer.export import pair_labels
+
+            labels = pair_labels(tmp, "score")
+            if labels.height == 0:
+                if level == "pairs":
+                    raise UsageError(f"{data}: no preference pairs to score (--level responses scores the responses)")
+                labels = None
+        items = [Item(c, r) for c, r in zip(resp["context"].to_list(), resp["response"].to_list())]
+        logits, truncated = _logits_with_progress(sc, items, progress)
+        rows = sc.results(logits, truncated)
+        scored = resp.drop("context").with_columns(
+            pl.Series("reward", [r["reward"] for r in rows], dtype=pl.Float64),
+            pl.Series("truncated", [r["truncated"] for r in rows], dtype=pl.Boolean))
+        if sc.objective == "regression":
+            scored = scored.with_columns([pl.Series(a, logits[:, k], dtype=pl.Float64) for k, a in enumerate(sc.attributes)])
+        if sc.objective == "meanvar":
+            scored = scored.with_columns(pl.Series("uncertainty", [r["uncertainty"] for r in rows], dtype=pl.Float64))
+        if sc.objective == "principle":
+            scored = scored.with_columns(pl.Series("probability", [r["probability"] for r in rows], dtype=pl.Float64))
+        if labels is None:
+            table = scored
+        else:
+            pos = {rid: i for i, rid in enumerate(resp["response_id"].to_list())}
+            keep = labels.filter(pl.col("response_a_id").is_in(list(pos)) & pl.col("response_b_id").is_in(list(pos)))
+            ia = np.array([pos[x] for x in keep["response_a_id"]], dtype=np.int64)
+            ib = np.array([pos[x] for x in keep["response_b_id"]], dtype=np.int64)
+            p = sc.prefer_a(logits[ia], logits[ib]) if len(ia) else np.zeros(0)
+            side = scored.drop("prompt_id", "split")
+            a = side.rename({c: ("response_a_id" if c == "response_id" else f"{c}_a") for c in side.columns if c != "prompt"}).drop("prompt")
+            b = side.rename({c: ("response_b_id" if c == "response_id" else f"{c}_b") for c in side.columns if c != "prompt"})
+            table = (keep.select("pair_id", "prompt_id", "response_a_id", "response_b_id", "strength", "subset")
+                     .join(a, on="response_a_id", how="left").join(b, on="response_b_id", how="left")
+                     .with_columns(pl.Series("p_a_better", p, dtype=pl.Float64))
+                     .with_columns(pl.when(pl.col("strength") < 0).then(pl.lit("A")).when(pl.col("strength") > 0).then(pl.lit("B"))
+                                   .when(pl.col("strength") == 0).then(pl.lit("tie")).alias("label")))
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        store.write_parquet(table, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    summary = {"rows": table.height, "level": "responses" if labels is None else "pairs", "truncated": int(sum(truncated)), "out": str(out)}
+    if labels is not None and table.height:
+        decided = table.filter(pl.col("label").is_in(["A", "B"]))
+        if decided.height:
+            summary["accuracy"] = float(((decided["p_a_better"] > 0.5) == (decided["label"] == "A")).mean())
+    return summary

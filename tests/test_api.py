@@ -1,0 +1,218 @@
+"""The scoring API: in-process checks of every route, limit and error with the real app and a tiny
+trained checkpoint; a real uvicorn process with concurrent clients (results equal direct scoring,
+requests merged into micro-batches), OpenRLHF's exact payload, graceful SIGTERM; schemathesis
+fuzzing from the OpenAPI schema with zero 5xx; `helpsteer score` files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import polars as pl
+import pytest
+from conftest import ROOT, run_cli, write_jsonl
+from fastapi.testclient import TestClient
+from serve_process import Server
+
+from rm_training.api import RewardClient
+from rm_training.api.app import create_app
+from rm_training.api.settings import Settings
+from rm_training.scoring import Item, Scorer
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    from helpsteer.synth import SynthConfig, write_synthetic
+
+    root = tmp_path_factory.mktemp("api")
+    write_synthetic(SynthConfig(seed=5, n_prompts=80), root / "syn")
+    ws = root / "ws"
+    assert run_cli("ingest", root / "syn" / "helpsteer2" / "preference" / "preference.jsonl.gz", "--workspace", ws, "--name", "pref") == 0
+    assert run_cli("ingest", root / "syn" / "helpsteer2" / "train.jsonl.gz", "--workspace", ws, "--name", "hs2") == 0
+    common = ["--backbone", "tiny", "--num_train_epochs", "1", "--max_length", "64", "--save_strategy", "no"]
+    assert run_cli("train", "--workspace", ws, "--name", "pref", "--objective", "bt", *common, "--out", "bt") == 0
+    assert run_cli("train", "--workspace", ws, "--name", "hs2", "--objective", "regression", *common, "--out", "reg") == 0
+    return {"ws": ws, "bt": ws / "runs" / "bt", "regression": ws / "runs" / "reg", "syn": root / "syn"}
+
+
+def client(run, **kw) -> TestClient:
+    return TestClient(create_app(Settings(model=str(run), **kw)))
+
+
+ITEMS = [{"prompt": "What is the capital of France?", "response": "Paris is the capital of France."},
+         {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}], "response": "4"},
+         {"prompt": "Say hi", "response": "hi " * 200}]  # longer than max_length 64: truncated
+
+
+def direct(run, items) -> list[dict]:
+    sc = Scorer(run)
+    conv = [Item(it["messages"] if "messages" in it else [{"role": "user", "content": it["prompt"]}], it["response"]) for it in items]
+    return sc.score(conv)
+
+
+@pytest.mark.parametrize("objective", ["bt", "regression"])
+def test_score_equals_direct_scoring_and_reads_the_objective(runs, objective):
+    with client(runs[objective]) as c:
+        r = c.post("/v1/score", json={"items": ITEMS})
+        assert r.status_code == 200
+        body = r.json()
+        assert body["model"] == runs[objective].name and len(body["scores"]) == 3
+        want = direct(runs[objective], ITEMS)
+        for got, exp in zip(body["scores"], want):
+            assert got["reward"] == pytest.approx(exp["reward"], abs=1e-5)
+        assert [s["truncated"] for s in body["scores"]] == [False, False, True]
+        if objective == "regression":
+            cfg = json.loads((runs[objective] / "config.json").read_text())
+            for s in body["scores"]:
+                attrs = s["attributes"]
+                assert list(attrs) == cfg["reward_attributes"]
+                # the scalar reward is the weighted attributes (Nemotron-4-340B-Reward weights)
+                assert s["reward"] == pytest.approx(sum(w * attrs[a] for a, w in zip(cfg["reward_attributes"], cfg["reward_weights"])), abs=1e-6)
+        else:
+            assert all(s["attributes"] is None and s["uncertainty"] is None for s in body["scores"])
+        m = c.get("/v1/models").json()["data"][0]
+        assert m["objective"] == objective and m["max_length"] == 64 and m["backbone"] == "nemotron_h"
+
+
+def test_compare_and_get_reward(runs):
+    with client(runs["bt"]) as c:
+        r = c.post("/v1/compare", json={"items": [{"prompt": ITEMS[0]["prompt"], "response_a": "Paris.", "response_b": "Berlin."}]}).json()
+        res = r["results"][0]
+        assert res["p_a_better"] == pytest.approx(1 / (1 + np.exp(-(res["reward_a"] - res["reward_b"]))), abs=1e-9)
+        s = c.post("/v1/score", json={"items": [{"prompt": ITEMS[0]["prompt"], "response": "Paris."}]}).json()["scores"][0]
+        assert s["reward"] == pytest.approx(res["reward_a"], abs=1e-6)
+        # OpenRLHF: query = prompt + response as the policy rendered it; the prompt prefix is split off
+        prompt = "What is the capital of France?"
+        g = c.post("/get_reward", json={"query": [prompt + "Paris.", "no prompt here"], "prompts": [prompt, "other"], "labels": ["", ""]})
+        assert g.status_code == 200
+        got = g.json()
+        assert got["rewards"] == got["scores"] and got["rewards"][0] == pytest.approx(res["reward_a"], abs=1e-6)
+        assert c.post("/get_reward", json={"query": []}).json() == {"rewards": [], "scores": []}
+
+
+def test_bad_input_is_4xx_with_one_sentence(runs):
+    with client(runs["bt"], max_items=4, max_body_bytes=4096) as c:
+        cases = [
+            ({"items": []}, 422, "at least 1 item"),
+            ({"items": [{"response": "x"}]}, 422, "give prompt or messages"),
+            ({"items": [{"prompt": "a", "response": "x", "bogus": 1}]}, 422, "items.0.bogus: unknown field"),
+            ({"items": [{"prompt": 3, "response": "x"}]}, 422, "items.0.prompt"),
+            ({"items": "nope"}, 422, "items"),
+            ({"items": [{"prompt": "a", "response": "b"}] * 5}, 413, "at most 4 items"),
+            ({"items": [{"prompt": "a", "response": "b" * 5000}]}, 413, "exceeds the limit of 4096 bytes"),
+        ]
+        for body, status, text in cases:
+            r = c.post("/v1/score", json=body)
+            assert r.status_code == status and text in r.json()["detail"], (body, r.text)
+        r = c.post("/v1/score", content=b'{"items": [', headers={"content-type": "application/json"})
+        assert r.status_code == 422 and "not valid JSON" in r.json()["detail"]
+        assert c.post("/v1/principles", json={"items": [{"prompt": "a", "response": "b", "principles": ["p"]}]}).status_code == 400
+        assert c.post("/get_reward", json={"query": "not a list"}).status_code == 422
+        assert c.post("/v1/compare", json={"items": [{"prompt": "a", "response_a": "b"}] * 1}).status_code == 422
+        assert c.get("/nope").status_code == 404
+
+
+def test_api_keys(runs):
+    with client(runs["bt"], api_key="k1, k2") as c:
+        assert c.get("/healthz").status_code == 200 and c.get("/openapi.json").status_code == 200 and c.get("/docs").status_code == 200
+        body = {"items": [ITEMS[0]]}
+        assert c.post("/v1/score", json=body).status_code == 401
+        assert c.post("/v1/score", json=body, headers={"Authorization": "Bearer k3"}).status_code == 401
+        assert c.post("/v1/score", json=body, headers={"Authorization": "Basic k1"}).status_code == 401
+        assert c.get("/metrics").status_code == 401
+        for k in ("k1", "k2"):
+            assert c.post("/v1/score", json=body, headers={"Authorization": f"Bearer {k}"}).status_code == 200
+        assert c.post("/get_reward", json={"query": ["x"]}).status_code == 401
+
+
+def test_metrics_count_requests_errors_and_batches(runs):
+    with client(runs["bt"]) as c:
+        c.post("/v1/score", json={"items": ITEMS})
+        c.post("/v1/score", json={"items": []})
+        text = c.get("/metrics").text
+    assert 'helpsteer_requests_total{route="/v1/score",status="200"} 1.0' in text
+    assert 'helpsteer_request_errors_total{route="/v1/score",status="422"} 1.0' in text
+    assert "helpsteer_batch_size_sum 3.0" in text and "helpsteer_queue_depth 0.0" in text
+    assert 'helpsteer_request_latency_seconds_count{route="/v1/score"} 2.0' in text
+
+
+@pytest.mark.slow
+def test_real_server_concurrent_clients_openrlhf_and_graceful_stop(runs, tmp_path):
+    """A real uvicorn process: 48 concurrent clients get exactly the rewards of direct scoring,
+    the batcher merges their requests, OpenRLHF's own payload (no Authorization) is answered,
+    and SIGTERM ends the process cleanly (exit 0)."""
+    rng = np.random.default_rng(0)
+    words = "the a cat dog runs quickly answer paris france water blue".split()
+    items = [{"prompt": " ".join(rng.choice(words, 5)), "response": " ".join(rng.choice(words, int(rng.integers(1, 40))))} for _ in range(48)]
+    want = [s["reward"] for s in direct(runs["bt"], items)]
+    srv = Server(runs["bt"], "--max-wait-ms", "20", log=tmp_path / "serve.log").wait()
+    try:
+        with ThreadPoolExecutor(48) as pool:
+            got = list(pool.map(lambda it: httpx.post(srv.url + "/v1/score", json={"items": [it]}, timeout=120).json()["scores"][0]["reward"], items))
+        assert np.allclose(got, want, atol=1e-5)
+        metrics = httpx.get(srv.url + "/metrics").text
+        n = float(next(x.split()[-1] for x in metrics.splitlines() if x.startswith("helpsteer_batch_requests_count")))
+        assert n < 48, "concurrent requests were not merged into micro-batches"
+        # exactly what OpenRLHF's remote_rm_fn posts: json={"query", "prompts", "labels"}, Content-Type only
+        payload = {"query": [items[0]["prompt"] + items[0]["response"]], "prompts": [items[0]["prompt"]], "labels": [""]}
+        r = httpx.post(srv.url + "/get_reward", json=payload, headers={"Content-Type": "application/json"})
+        assert r.status_code == 200 and r.json()["rewards"][0] == pytest.approx(want[0], abs=1e-5)
+        with RewardClient(srv.url) as rc:
+            assert rc.rewards(items[:3]) == pytest.approx(want[:3], abs=1e-5)
+            assert rc.models()[0]["objective"] == "bt"
+        # SIGTERM while a large request is in flight: it is answered before the process ends
+        big = {"items": [{"prompt": "p", "response": "long answer " * 30}] * 256}
+        with ThreadPoolExecutor(1) as pool:
+            fut = pool.submit(httpx.post, srv.url + "/v1/score", json=big, timeout=120)
+            deadline = time.time() + 30
+            while time.time() < deadline and "helpsteer_queue_depth 256.0" not in httpx.get(srv.url + "/metrics").text:
+                time.sleep(0.005)
+            code = srv.stop()
+            r = fut.result()
+        assert r.status_code == 200 and len(r.json()["scores"]) == 256
+    finally:
+        code = srv.stop()
+    # uvicorn re-raises the captured SIGTERM after its graceful shutdown: -15 with a clean log
+    assert code in (0, -15) and "Traceback" not in (tmp_path / "serve.log").read_text()
+
+
+@pytest.mark.slow
+def test_schemathesis_fuzzing_finds_no_server_error(runs, tmp_path):
+    srv = Server(runs["regression"], log=tmp_path / "serve.log").wait()
+    try:
+        st = [sys.executable, "-m", "schemathesis.cli", "run", srv.url + "/openapi.json", "--checks", "not_a_server_error",
+              "--max-examples", "40", "--phases", "examples,coverage,fuzzing", "--workers", "2", "--request-timeout", "60"]
+        p = subprocess.run(st, cwd=ROOT, capture_output=True, text=True, timeout=900)
+        assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]
+        five = [x for x in httpx.get(srv.url + "/metrics").text.splitlines() if x.startswith("helpsteer_requests_total") and 'status="5' in x]
+        assert not five, five
+    finally:
+        srv.stop()
+
+
+def test_score_command_pairs_and_responses(runs, tmp_path):
+    out = tmp_path / "scored.parquet"
+    pref = runs["syn"] / "helpsteer2" / "preference" / "preference.jsonl.gz"
+    assert run_cli("score", "--model", runs["bt"], "--data", pref, "--out", out) == 0
+    df = pl.read_parquet(out)
+    assert {"pair_id", "reward_a", "reward_b", "p_a_better", "label", "response_a", "response_b", "truncated_a"} <= set(df.columns)
+    assert np.allclose(df["p_a_better"].to_numpy(), 1 / (1 + np.exp(-(df["reward_a"] - df["reward_b"]).to_numpy())))
+    # the same numbers as the API for one of the pairs
+    row = df.row(0, named=True)
+    with client(runs["bt"]) as c:
+        s = c.post("/v1/score", json={"items": [{"prompt": row["prompt"], "response": row["response_a"]}]}).json()["scores"][0]
+    # prompt is the last user turn; single-turn synthetic prompts render identically
+    assert s["reward"] == pytest.approx(row["reward_a"], abs=1e-5)
+    f = write_jsonl(tmp_path / "resp.jsonl", [{"prompt": "a", "response": "b", "helpfulness": 3, "correctness": 3, "coherence": 4, "complexity": 1, "verbosity": 1}])
+    out2 = tmp_path / "r.parquet"
+    assert run_cli("score", "--model", runs["regression"], "--data", f, "--out", out2) == 0
+    df2 = pl.read_parquet(out2)
+    assert df2.height == 1 and {"reward", "helpfulness", "verbosity", "truncated"} <= set(df2.columns)
+    assert run_cli("score", "--model", runs["bt"], "--data", f, "--out", tmp_path / "x.csv") == 2
+    assert run_cli("score", "--model", tmp_path, "--data", f, "--out", out2) == 2
+    assert run_cli("score", "--model", runs["bt"], "--data", f, "--out", tmp_path / "y.parquet", "--level", "pairs") == 2

@@ -1,0 +1,171 @@
+"""The dashboard: streamlit's AppTest renders every page on a small real workspace (datasets,
+analysis, a trained and evaluated run, an attack record) and on an empty one, with no exception and
+the analysis numbers shown; a real-browser test opens every page of `helpsteer dashboard` in headless
+Chromium (Playwright) and keeps the screenshots."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import ROOT, run_cli
+from streamlit.testing.v1 import AppTest
+
+APP = str(ROOT / "dashboards" / "app.py")
+PAGES = ["datasets", "agreement", "diverging", "items", "runs", "evaluation", "adversarial", "playground"]
+TITLES = {"datasets": "Datasets", "agreement": "Agreement", "diverging": "Diverging pairs", "items": "Item explorer", "runs": "Training runs",
+          "evaluation": "Evaluation", "adversarial": "Adversarial", "playground": "Playground"}
+
+
+@pytest.fixture(scope="module")
+def dash_ws(tmp_path_factory):
+    from helpsteer.synth import SynthConfig, write_synthetic
+
+    root = tmp_path_factory.mktemp("dash")
+    syn = root / "syn"
+    write_synthetic(SynthConfig(seed=8, n_prompts=60), syn)
+    ws = root / "ws"
+    assert run_cli("ingest", syn / "helpsteer2" / "train.jsonl.gz", syn / "helpsteer2" / "validation.jsonl.gz", "--workspace", ws, "--name", "hs2") == 0
+    assert run_cli("ingest", syn / "helpsteer2" / "disagreements" / "disagreements.jsonl.gz", "--workspace", ws, "--name", "dis") == 0
+    assert run_cli("ingest", syn / "helpsteer2" / "preference" / "preference.jsonl.gz", "--workspace", ws, "--name", "pref") == 0
+    assert run_cli("ingest", syn / "label_studio" / "ratings_export.json", "--workspace", ws, "--name", "ls") == 0
+    for n in ("dis", "pref", "ls"):
+        assert run_cli("analyze", "--workspace", ws, "--name", n) == 0
+    common = ["--backbone", "tiny", "--num_train_epochs", "1", "--max_length", "64", "--save_strategy", "no", "--logging_steps", "2"]
+    assert run_cli("train", "--workspace", ws, "--name", "pref", "--objective", "bt", *common) == 0
+    assert run_cli("train", "--workspace", ws, "--name", "hs2", "--objective", "regression", *common) == 0
+    assert run_cli("eval", "--model", ws / "runs" / "pref-bt", "--workspace", ws, "--name", "pref") == 0
+    assert run_cli("eval", "--model", ws / "runs" / "hs2-regression", "--workspace", ws, "--name", "hs2") == 0
+    # an attack record in the contract's attack.json layout
+    att = ws / "attacks" / "pref"
+    att.mkdir(parents=True)
+    (att / "attack.json").write_text(json.dumps({"rounds": [{"round": 0, "attack_success_rate": 0.4, "clean_accuracy": 0.7, "n_prompts": 10},
+                                                           {"round": 1, "attack_success_rate": 0.1, "clean_accuracy": 0.7, "n_prompts": 10}],
+                                                "examples": [{"round": 0, "prompt": "p", "original": "good", "attacked": "good good", "operators": ["repeat"],
+                                                              "reward_delta": 0.5}]}))
+    return ws
+
+
+def app(ws: Path, monkeypatch, page: str | None = None) -> AppTest:
+    monkeypatch.setenv("HELPSTEER_WORKSPACE", str(ws))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    if page:
+        at.switch_page(f"app_pages/{page}.py")
+        at.run()
+    return at
+
+
+def text_of(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [str(m.value) for m in at.metric] + [i.value for i in at.info] + [c.value for c in at.caption]
+    return "\n".join(map(str, parts))
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_on_a_real_workspace(dash_ws, monkeypatch, page):
+    at = app(dash_ws, monkeypatch, page)
+    assert not at.exception, at.exception
+    assert at.title[0].value == TITLES[page]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_says_what_to_run_on_an_empty_workspace(tmp_path, monkeypatch, page):
+    at = app(tmp_path / "empty", monkeypatch, page)
+    assert not at.exception, at.exception
+    assert at.title[0].value == TITLES[page]
+    if page != "playground":
+        assert any("Run:" in i.value for i in at.info), [i.value for i in at.info]
+
+
+def test_numbers_shown_equal_the_outputs(dash_ws, monkeypatch):
+    at = app(dash_ws, monkeypatch, "datasets")
+    man = json.loads((dash_ws / "datasets" / "dis" / "manifest.json").read_text())
+    first = json.loads((dash_ws / "datasets" / "dis" / "manifest.json").read_text())  # selectbox default is the first dataset: dis
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["responses"] == f"{first['tables']['responses']:,}" and metrics["ratings"] == f"{man['tables']['ratings']:,}"
+    at = app(dash_ws, monkeypatch, "agreement")
+    at.sidebar.selectbox[0].set_value("pref").run()
+    ag = json.loads((dash_ws / "datasets" / "pref" / "analysis" / "agreement.json").read_text())["preferences"]
+    dr = ag["diverging_rate"]["value"] if isinstance(ag["diverging_rate"], dict) else ag["diverging_rate"]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["diverging rate"] == f"{dr:.3f}" and metrics["pairs"] == str(ag["n_pairs"])
+    at = app(dash_ws, monkeypatch, "evaluation")
+    ev = json.loads((dash_ws / "runs" / "hs2-regression" / "eval.json").read_text())
+    at.selectbox[0].set_value("pref-bt").run()
+    ev = json.loads((dash_ws / "runs" / "pref-bt" / "eval.json").read_text())
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["pairwise accuracy"] == f"{ev['accuracy']:.3f}"
+    at = app(dash_ws, monkeypatch, "adversarial")
+    assert not at.exception and at.dataframe[0].value["attack_success_rate"].tolist() == [0.4, 0.1]
+
+
+def test_playground_scores_with_a_local_run(dash_ws, monkeypatch):
+    from rm_training.scoring import Item, Scorer
+
+    at = app(dash_ws, monkeypatch, "playground")
+    at.sidebar.selectbox[0].set_value("pref-bt")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    want = Scorer(dash_ws / "runs" / "pref-bt").score([Item([{"role": "user", "content": "What is the capital of France?"}], "The capital of France is Paris.")])
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["reward A"] == f"{want[0]['reward']:.4f}"
+
+
+def _chromium() -> str | None:
+    for c in ("/usr/bin/chromium", shutil.which("chromium") or "", shutil.which("chromium-browser") or ""):
+        if c and os.path.exists(c):
+            return c
+    return None
+
+
+@pytest.mark.slow
+def test_every_page_in_a_real_browser(dash_ws, tmp_path):
+    from serve_process import free_port
+
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("Chromium is not installed (.ci/run installs it: apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    shots = ROOT / "test-artifacts" / "dashboard"
+    shots.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = open(tmp_path / "dashboard.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "helpsteer.cli", "dashboard", "--workspace", str(dash_ws), "--port", str(port)],
+                            cwd=ROOT, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if httpx.get(url + "/_stcore/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        with sync_playwright() as p:
+            b = p.chromium.launch(executable_path=browser, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+            pg = b.new_page(viewport={"width": 1400, "height": 1000})
+            pg.goto(url)
+            pg.wait_for_selector('[data-testid="stMain"] h1', timeout=90_000)
+            links = pg.locator('[data-testid="stSidebarNav"] a')
+            assert links.count() == len(PAGES)
+            for i, page in enumerate(PAGES):
+                pg.locator('[data-testid="stSidebarNav"] a').nth(i).click()
+                pg.wait_for_selector(f'[data-testid="stMain"] h1:has-text("{TITLES[page]}")', timeout=90_000)
+                pg.wait_for_timeout(1500)  # charts render after the title
+                pg.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=90_000)
+                assert pg.locator('[data-testid="stException"]').count() == 0, page
+                pg.screenshot(path=str(shots / f"{i + 1}-{page}.png"), full_page=True)
+            b.close()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+    assert len(list(shots.glob("*.png"))) == len(PAGES)
