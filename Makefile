@@ -41,6 +41,7 @@ bench: install
 	$(PY) bench/ingest.py
 	$(PY) bench/analyze.py
 	$(PY) bench/train.py
+	$(PY) bench/serve.py
 
 clean:
 	rm -rf $(VENV) $(LS_VENV) .cache workspace bench/_work .pytest_cache

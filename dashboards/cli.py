@@ -5,7 +5,6 @@ usage statistics off."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -33,8 +32,7 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"--workspace {workspace}: not a folder")
         env = dict(os.environ, HELPSTEER_WORKSPACE=str(workspace.resolve()), STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
         print(f"dashboard on http://{host}:{port} (workspace {workspace}); Ctrl-C stops it", file=sys.stderr)
-        try:
-            rc = subprocess.call(command(workspace, port, host), env=env)
-        except KeyboardInterrupt:
-            rc = 0
-        raise typer.Exit(rc)
+        cmd = command(workspace, port, host)
+        sys.stderr.flush()
+        # become the Streamlit server (same PID), so whoever started `helpsteer dashboard` can stop it by PID
+        os.execvpe(cmd[0], cmd, env)

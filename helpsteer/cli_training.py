@@ -48,6 +48,39 @@ def register(app: typer.Typer) -> None:
         _print(res)
 
 
+    @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+    def attack(
+        ctx: typer.Context,
+        model: Path = typer.Option(..., "--model", help="The reward model to attack (a run directory)."),
+        workspace: Path = typer.Option(..., "--workspace", help="Workspace folder."),
+        name: str = typer.Option(..., "--name", help="Dataset with preference pairs: held-out prompts are attacked, training prompts feed adversarial training."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default WS/attacks/<name>); rounds under round-<k>/."),
+        rounds: int = typer.Option(2, "--rounds", help="Adversarial-training rounds after the first attack."),
+        prompts: int = typer.Option(200, "--prompts", help="Held-out prompts attacked per round."),
+        train_prompts: int = typer.Option(400, "--train-prompts", help="Training prompts attacked to make adversarial pairs."),
+        steps: int = typer.Option(24, "--steps", help="Hill-climbing steps per prompt."),
+        ensemble: Optional[list[Path]] = typer.Option(None, "--ensemble", help="Ensemble runs (repeatable); default: trained here like the target with other seeds."),
+        ensemble_size: int = typer.Option(2, "--ensemble-size", help="Ensemble members (trained when fewer are given)."),
+        retrain_epochs: float = typer.Option(1.0, "--retrain-epochs", help="Epochs of each adversarial retraining (from the previous round's weights)."),
+        seed: int = typer.Option(0, "--seed", help="Seed of prompt sampling and the search."),
+    ) -> None:
+        """Adv-RM: find responses the model over-rewards (while an ensemble disagrees), retrain on them, attack again; writes DIR/attack.json.
+        Extra --key value pairs are training fields for the ensemble and the retraining (e.g. --max_length 128)."""
+        from rm_training.attack import AttackConfig, run_attack
+
+        cfg = AttackConfig(rounds=rounds, n_prompts=prompts, n_train_prompts=train_prompts, steps=steps, ensemble=[str(p) for p in ensemble or []],
+                           ensemble_size=ensemble_size, retrain_epochs=retrain_epochs, seed=seed, train_overrides=list(ctx.args))
+        res = run_attack(model, workspace, name, out=out, cfg=cfg, announce=_err)
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(title=f"attack: {model} on {name}")
+        for c in ("round", "attack success rate", "clean accuracy", "prompts", "adversarial pairs"):
+            t.add_column(c)
+        for r in res["rounds"]:
+            t.add_row(str(r["round"]), f"{r['attack_success_rate']:.3f}", f"{r['clean_accuracy']:.3f}", str(r["n_prompts"]), str(r["n_adversarial_pairs"]))
+        Console().print(t)
+
     @app.command()
     def score(
         model: Path = typer.Option(..., "--model", help="A run directory."),
@@ -110,11 +143,14 @@ def _print(res: dict) -> None:
     def row(k, v):
         t.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
 
-    for k in ("objective", "n_pairs", "n_ties", "accuracy", "unanimous_accuracy", "diverging_accuracy", "n_truncated"):
+    for k in ("objective", "n_pairs", "n_ties", "accuracy", "unanimous_accuracy", "diverging_accuracy", "divergence_auroc", "divergence_auroc_sigma",
+              "n_principle_rows", "principle_accuracy", "principle_auroc", "principle_accuracy_heldout_phrasings", "principle_accuracy_trained_phrasings",
+              "n_truncated"):
         if k in res and res[k] is not None:
             row(k, res[k])
     for k, v in res.get("calibration", {}).items():
-        row(f"calibration.{k}", v)
+        if not isinstance(v, list):  # the reliability bins are for plots (RUN/eval.json)
+            row(f"calibration.{k}", v)
     for k, v in (res.get("rewardbench") or {}).items():
         row(f"rewardbench.{k}", v)
     for k in ("hard", "normal", "easy"):
@@ -122,6 +158,9 @@ def _print(res: dict) -> None:
             row(f"rm_bench.{k}", res["rm_bench"][k])
     for attr, m in (res.get("regression") or {}).items():
         row(f"{attr} (mae / pearson / spearman)", f"{m['mae']:.3f} / {m['pearson']:.3f} / {m['spearman']:.3f}")
+    for q, m in list((res.get("per_principle") or {}).items())[:24]:
+        auroc = "-" if m["auroc"] is None else f"{m['auroc']:.3f}"
+        row(f"{'[held out] ' if m['heldout'] else ''}{q} (n={m['n']}) acc / auroc", f"{m['accuracy']:.3f} / {auroc}")
     for sub, m in list((res.get("per_subset") or {}).items())[:12]:
         row(f"subset {sub} (n={m['n']})", m["accuracy"])
     Console().print(t)

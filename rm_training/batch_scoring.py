@@ -63,7 +63,7 @@ def score_file(run: Path, data: Path, out: Path, fmt: str = "auto", level: str =
         items = [Item(c, r) for c, r in zip(resp["context"].to_list(), resp["response"].to_list())]
         logits, truncated = _logits_with_progress(sc, items, progress)
         rows = sc.results(logits, truncated)
-        scored = resp.drop("context").with_columns(
+        scored = resp.with_columns(
             pl.Series("reward", [r["reward"] for r in rows], dtype=pl.Float64),
             pl.Series("truncated", [r["truncated"] for r in rows], dtype=pl.Boolean))
         if sc.objective == "regression":
@@ -81,8 +81,9 @@ def score_file(run: Path, data: Path, out: Path, fmt: str = "auto", level: str =
             ib = np.array([pos[x] for x in keep["response_b_id"]], dtype=np.int64)
             p = sc.prefer_a(logits[ia], logits[ib]) if len(ia) else np.zeros(0)
             side = scored.drop("prompt_id", "split")
-            a = side.rename({c: ("response_a_id" if c == "response_id" else f"{c}_a") for c in side.columns if c != "prompt"}).drop("prompt")
-            b = side.rename({c: ("response_b_id" if c == "response_id" else f"{c}_b") for c in side.columns if c != "prompt"})
+            shared = ("prompt", "context")
+            a = side.rename({c: ("response_a_id" if c == "response_id" else f"{c}_a") for c in side.columns if c not in shared}).drop(*shared)
+            b = side.rename({c: ("response_b_id" if c == "response_id" else f"{c}_b") for c in side.columns if c not in shared})
             table = (keep.select("pair_id", "prompt_id", "response_a_id", "response_b_id", "strength", "subset")
                      .join(a, on="response_a_id", how="left").join(b, on="response_b_id", how="left")
                      .with_columns(pl.Series("p_a_better", p, dtype=pl.Float64))

@@ -20,7 +20,7 @@ class RewardConfig(TrainingArguments):
     """Fields shared by every objective; TrainingArguments' defaults changed where a small model
     trained from scratch on CPU needs it (learning rate, no checkpoint spam, no external loggers)."""
 
-    objective: str = field(default="bt", metadata={"help": "bt | regression (principle and meanvar arrive with their issue)."})
+    objective: str = field(default="bt", metadata={"help": "bt | regression | principle | meanvar."})
     backbone: str = field(default="small", metadata={"help": "A preset of rm_training/backbones.py (tiny, tiny-moe, small, small-moe) or a local Hugging Face checkpoint directory."})
     tokenizer: str = field(default=None, metadata={"help": "A local tokenizer directory; default: the backbone's when it is a checkpoint, else a byte-level BPE trained on the training texts."})
     vocab_size: int = field(default=4096, metadata={"help": "Vocabulary of the BPE trained when no tokenizer is given (tokens)."})
@@ -78,4 +78,30 @@ class RegressionConfig(RewardConfig):
                                         metadata={"help": "Scalar reward = attributes @ weights (default: Nemotron-4-340B-Reward's)."})
 
 
-CONFIGS = {"bt": BTConfig, "regression": RegressionConfig}
+@dataclass
+class PrincipleConfig(RewardConfig):
+    """RLBFF binary-principle model: P(the response satisfies principle P) from a Yes logit,
+    trained with binary cross-entropy; the principle is rendered as a last turn after the response."""
+
+    objective: str = field(default="principle", metadata={"help": "principle"})
+    heldout_phrasings: int = field(default=1, metadata={"help": "Phrasings per attribute kept out of training (the last ones of rm_training/principles.py PHRASINGS), evaluated as principle_accuracy_heldout_phrasings."})
+    principle_thresholds: list[float] = field(default_factory=lambda: [3.0, 3.0, 3.0, 2.0, 3.0], metadata={"help": "Rating thresholds of helpfulness, correctness, coherence, complexity, verbosity: an attribute principle holds when the label >= threshold (0-4 scale)."})
+    principles_per_response: int = field(default=6, metadata={"help": "Rating-derived principles sampled per response, once per run (0 = all phrasings of all attributes)."})
+    principles_file: str = field(default=None, metadata={"help": "A JSONL of principle/label rows a user wrote: {response_id | prompt/messages + response, principle, label: Yes/No}."})
+    default_principle: str = field(default="The response is helpful.", metadata={"help": "The principle used when a caller gives none (scalar reward, pairwise evaluation)."})
+
+
+@dataclass
+class MeanVarConfig(RewardConfig):
+    """Diverging Preferences mean-variance model: reward ~ N(mu, sigma^2), Thurstonian
+    P(A > B) = Phi((mu_A - mu_B) / sqrt(sigma_A^2 + sigma_B^2)) against soft labels from the votes."""
+
+    objective: str = field(default="meanvar", metadata={"help": "meanvar"})
+    soft_labels: bool = field(default=True, metadata={"help": "Train on P(A better) from the annotators' votes (a tie counts half); from the analysis when it exists, else from the votes directly."})
+    ties: str = field(default="half", metadata={"help": "Pairs whose aggregate is a tie: half (kept, label from the votes) or drop."})
+    nll_weight: float = field(default=0.0, metadata={"help": "Weight of a Gaussian NLL term on the per-annotator helpfulness ratings of each response (needs ratings in the dataset; 0 = off)."})
+    log_var_min: float = field(default=-6.0, metadata={"help": "Lower clamp of the predicted log-variance (numerical safety)."})
+    log_var_max: float = field(default=6.0, metadata={"help": "Upper clamp of the predicted log-variance."})
+
+
+CONFIGS = {"bt": BTConfig, "regression": RegressionConfig, "principle": PrincipleConfig, "meanvar": MeanVarConfig}

@@ -46,6 +46,8 @@ class Pairs:
     label: list[float] = field(default_factory=list)  # P(chosen better): 1, a soft label, or 0.5 for a tie
     subset: list[str | None] = field(default_factory=list)
     style: list[tuple] = field(default_factory=list)  # RM-Bench (style_a, style_b) of (chosen, rejected)
+    chosen_id: list[str] = field(default_factory=list)
+    rejected_id: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.pair_id)
@@ -64,9 +66,12 @@ def load_pairs(workspace: Path, name: str, tokenizer, split: str | None, ties: s
     soft = {}
     if soft_labels:
         p = store.require(workspace, name) / "analysis" / "pairs.parquet"
-        if not p.exists():
-            raise UsageError(f"--soft_labels needs the analysis of {name!r}: run `helpsteer analyze --workspace {workspace} --name {name}` first")
-        soft = dict(pl.read_parquet(p, columns=["pair_id", "soft_label", "n_votes"]).filter(pl.col("n_votes") > 0).select("pair_id", "soft_label").iter_rows())
+        if p.exists():
+            soft = dict(pl.read_parquet(p, columns=["pair_id", "soft_label", "n_votes"]).filter(pl.col("n_votes") > 0).select("pair_id", "soft_label").iter_rows())
+        else:
+            soft = vote_soft_labels(workspace, name)
+            if not soft:
+                raise UsageError(f"soft labels need annotator votes, and {name!r} has none (only aggregated preferences)")
     out = Pairs()
     for p in labels.iter_rows(named=True):
         a, b = by_id.get(p["response_a_id"]), by_id.get(p["response_b_id"])
@@ -90,9 +95,29 @@ def load_pairs(workspace: Path, name: str, tokenizer, split: str | None, ties: s
         out.label.append(float(lab))
         out.subset.append(p["subset"])
         out.style.append(st if a_better else (st[1], st[0]))
+        out.chosen_id.append(chosen["response_id"])
+        out.rejected_id.append(rejected["response_id"])
     if not len(out):
         raise UsageError(f"dataset {name!r} has no usable pairs in split {split or 'all'} (ties dropped: --ties half keeps them)")
     return out
+
+
+def vote_soft_labels(workspace: Path, name: str) -> dict[str, float]:
+    """P(A better) per pair from its annotators' votes (a tie counts half), as the analysis computes it."""
+    prefs = store.load_table(workspace, name, "preferences", ["pair_id", "annotator_id", "strength"])
+    votes = prefs.filter(pl.col("annotator_id").is_not_null() & pl.col("strength").is_not_null())
+    agg = votes.group_by("pair_id").agg(
+        (pl.when(pl.col("strength") < 0).then(1.0).when(pl.col("strength") > 0).then(0.0).otherwise(0.5)).mean().alias("p"))
+    return dict(agg.iter_rows())
+
+
+def rating_stats(workspace: Path, name: str, attribute: str = "helpfulness") -> dict[str, tuple[int, float, float]]:
+    """Per response: (n, mean, variance) of the annotators' ratings of one attribute (for the
+    mean-variance model's Gaussian NLL term)."""
+    r = store.load_table(workspace, name, "ratings", ["response_id", "annotator_id", "attribute", "score"])
+    r = r.filter(pl.col("annotator_id").is_not_null() & (pl.col("attribute") == attribute))
+    agg = r.group_by("response_id").agg(pl.len().alias("n"), pl.col("score").mean().alias("m"), pl.col("score").var(ddof=0).alias("v"))
+    return {rid: (int(n), float(m), float(v or 0.0)) for rid, n, m, v in agg.iter_rows()}
 
 
 @dataclass

@@ -6,6 +6,7 @@ the dataset has an analysis. Written to RUN/eval.json."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -89,14 +90,20 @@ def evaluate(run: Path, workspace: Path | None = None, name: str | None = None, 
         resp = store.load_table(workspace, name, "responses", ["response_id", "context", "response", "split"])
         if split is not None:
             resp = resp.filter(pl.col("split") == split)
-        texts = [render(tok, c, r) for c, r in zip(resp["context"].to_list(), resp["response"].to_list())]
+        objective = res["objective"] or "bt"
+        # a principle model scores a pair under one principle (its default, "The response is helpful.")
+        principle = getattr(model.config, "default_principle", None) if objective == "principle" else None
+        texts = [render(tok, c, r, principle=principle) for c, r in zip(resp["context"].to_list(), resp["response"].to_list())]
         logits, truncated = score_texts(model, tok, texts, max_len, batch_size) if texts else (np.zeros((0, len(weights))), [])
         reward = dict(zip(resp["response_id"].to_list(), logits @ weights))
         res["n_responses"] = len(texts)
         res["n_truncated"] = int(sum(truncated))
         detail = {}
-        _pairwise(res, workspace, name, reward, detail)
-        if model.config.num_labels > 1:
+        log_var = dict(zip(resp["response_id"].to_list(), logits[:, 1])) if objective == "meanvar" else None
+        _pairwise(res, workspace, name, reward, detail, log_var)
+        if objective == "principle":
+            _principles(res, run, model, tok, workspace, name, split, max_len, batch_size)
+        if objective == "regression":
             _regression(res, workspace, name, dict(zip(resp["response_id"].to_list(), logits)), list(getattr(model.config, "reward_attributes", [])), detail)
     finally:
         if tmp is not None:
@@ -109,7 +116,7 @@ def evaluate(run: Path, workspace: Path | None = None, name: str | None = None, 
     return res
 
 
-def _pairwise(res: dict, workspace: Path, name: str, reward: dict, detail: dict | None = None) -> None:
+def _pairwise(res: dict, workspace: Path, name: str, reward: dict, detail: dict | None = None, log_var: dict | None = None) -> None:
     from helpsteer.export import pair_labels
 
     labels = pair_labels(workspace, name)
@@ -138,8 +145,17 @@ def _pairwise(res: dict, workspace: Path, name: str, reward: dict, detail: dict 
         rb = rewardbench_sections(per)
         if rb:
             res["rewardbench"] = rb
-    # calibration of P(A better) = sigmoid(r_A - r_B) against the label (a tie is 0.5)
-    p = 1 / (1 + np.exp(-d))
+    # calibration of P(A better) against the label (a tie is 0.5): sigmoid(r_A - r_B) for BT-style
+    # models, Thurstonian Phi((mu_A - mu_B) / sqrt(var_A + var_B)) for mean-variance models
+    if log_var is not None:
+        from scipy.stats import norm
+
+        sd = np.sqrt(np.array([np.exp(np.clip(log_var[r["response_a_id"]], -30, 30)) + np.exp(np.clip(log_var[r["response_b_id"]], -30, 30)) for r in rows]))
+        z = d / sd
+        p = norm.cdf(z)
+    else:
+        sd, z = None, d
+        p = 1 / (1 + np.exp(-np.clip(d, -60, 60)))
     y = np.where(s < 0, 1.0, np.where(s > 0, 0.0, 0.5))
     res["calibration"] = calibration(p, y)
     styles = [(r["style_a"], r["style_b"]) for r in rows]
@@ -163,6 +179,18 @@ def _pairwise(res: dict, workspace: Path, name: str, reward: dict, detail: dict 
             m = np.array([bool(f.get(r["pair_id"], {}).get(key)) for r in rows]) & decided
             res[f"{key}_accuracy"] = float(correct[m].mean()) if m.any() else None
             res[f"n_{key}"] = int(m.sum())
+        # divergence detection (Diverging Preferences): AUROC of a divergence score for diverging vs
+        # unanimous pairs; -|z| = how close the model's P(A better) is to 1/2 (for BT: -|margin|)
+        div = np.array([bool(f.get(r["pair_id"], {}).get("diverging")) for r in rows])
+        una = np.array([bool(f.get(r["pair_id"], {}).get("unanimous")) for r in rows])
+        m = div | una
+        if m.any() and div[m].any() and una[m].any():
+            from sklearn.metrics import roc_auc_score
+
+            res["divergence_auroc"] = float(roc_auc_score(div[m], -np.abs(z[m])))
+            res["divergence_auroc_margin"] = float(roc_auc_score(div[m], -np.abs(d[m])))
+            if sd is not None:
+                res["divergence_auroc_sigma"] = float(roc_auc_score(div[m], sd[m]))
     if detail is not None:
         detail["pairs"] = pl.DataFrame({
             "pair_id": [r["pair_id"] for r in rows], "subset": [r["subset"] for r in rows],
@@ -170,6 +198,50 @@ def _pairwise(res: dict, workspace: Path, name: str, reward: dict, detail: dict 
             "strength": s.astype(float), "margin": d.astype(float), "correct": correct,
             "diverging": [f.get(r["pair_id"], {}).get("diverging") for r in rows], "unanimous": [f.get(r["pair_id"], {}).get("unanimous") for r in rows],
         }, schema_overrides={"subset": pl.Utf8, "diverging": pl.Boolean, "unanimous": pl.Boolean})
+
+
+def _principles(res: dict, run: Path, model, tok, workspace: Path, name: str, split, max_len: int, batch_size: int) -> None:
+    """Accuracy, AUROC and calibration per principle over the split's principle rows (held-out
+    phrasings included and reported apart)."""
+    from sklearn.metrics import roc_auc_score
+
+    from helpsteer.schema import HELPSTEER_ATTRIBUTES
+
+    from .principles import load_principled
+    from .scoring import score_texts
+
+    rc = run / "run_config.json"
+    cfg = (json.loads(rc.read_text()) if rc.exists() else {}).get("config", {})
+    thresholds = dict(zip(HELPSTEER_ATTRIBUTES, cfg.get("principle_thresholds") or [3.0, 3.0, 3.0, 2.0, 3.0]))
+    pr = load_principled(workspace, name, tok, split, purpose="eval", heldout_phrasings=int(cfg.get("heldout_phrasings", 1)), thresholds=thresholds)
+    if not len(pr):
+        return
+    logits, _ = score_texts(model, tok, pr.text, max_len, batch_size)
+    z = logits[:, 0]
+    p = 1 / (1 + np.exp(-np.clip(z, -60, 60)))
+    y = np.array(pr.label)
+    held = np.array(pr.heldout)
+    ok = (p > 0.5) == (y > 0.5)
+
+    def auroc(mask):
+        return float(roc_auc_score(y[mask], p[mask])) if mask.any() and len(set(y[mask])) == 2 else None
+
+    res["n_principle_rows"] = int(len(y))
+    res["principle_accuracy"] = float(ok.mean())
+    res["principle_auroc"] = auroc(np.ones(len(y), bool))
+    res["principle_calibration"] = calibration(p, y)
+    if held.any():
+        res["principle_accuracy_heldout_phrasings"] = float(ok[held].mean())
+        res["principle_auroc_heldout_phrasings"] = auroc(held)
+        res["principle_accuracy_trained_phrasings"] = float(ok[~held].mean()) if (~held).any() else None
+    per = {}
+    names = np.array(pr.principle)
+    for q in sorted(set(pr.principle)):
+        m = names == q
+        c = calibration(p[m], y[m])
+        per[q] = {"n": int(m.sum()), "heldout": bool(held[m].any()), "accuracy": float(ok[m].mean()), "auroc": auroc(m),
+                  "positive_rate": float(y[m].mean()), "brier": c["brier"], "ece": c["ece"]}
+    res["per_principle"] = per
 
 
 def _regression(res: dict, workspace: Path, name: str, logits: dict, attributes: list[str], detail: dict | None = None) -> None:

@@ -50,9 +50,10 @@ def load_tokenizer(path: str | Path):
 
 
 def render(tokenizer, context: list[dict], response: str, principle: str | None = None) -> str:
-    """The exact text the model scores for a response in its conversation; a principle model also
-    sees the principle as a last `principle` turn after the response (RLBFF), or as a user turn
-    "Principle: ..." for a pretrained chat template that rejects unknown roles."""
+    """The exact text the model scores for a response in its conversation. A principle model (RLBFF)
+    reads the principle as a last `principle` turn after the response, so left truncation (which
+    keeps the end) never cuts it; a pretrained chat template that rejects unknown roles gets it as
+    a user turn "Principle: ..."."""
     conv = [{"role": t["role"], "content": t["content"]} for t in context] + [{"role": "assistant", "content": response}]
     if principle is None:
         return tokenizer.apply_chat_template(conv, tokenize=False)

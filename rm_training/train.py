@@ -31,7 +31,7 @@ def parse_config(objective: str, config_file: Path | None, overrides: list[str],
     from transformers import HfArgumentParser
 
     if objective not in CONFIGS:
-        raise UsageError(f"--objective must be one of {', '.join(CONFIGS)} (principle and meanvar arrive later), got {objective!r}")
+        raise UsageError(f"--objective must be one of {', '.join(CONFIGS)}, got {objective!r}")
     cls = CONFIGS[objective]
     args: list[str] = []
     if config_file:
@@ -55,6 +55,8 @@ def parse_config(objective: str, config_file: Path | None, overrides: list[str],
         raise UsageError(f"--bt_variant must be plain, margin or scaled, got {cfg.bt_variant!r}")
     if cfg.ties not in ("drop", "half"):
         raise UsageError(f"--ties must be drop or half, got {cfg.ties!r}")
+    if objective == "principle" and len(cfg.principle_thresholds) != 5:
+        raise UsageError(f"--principle_thresholds needs 5 values (helpfulness, correctness, coherence, complexity, verbosity), got {len(cfg.principle_thresholds)}")
     if objective == "regression" and len(cfg.reward_weights) != len(cfg.attributes):
         raise UsageError(f"--reward_weights has {len(cfg.reward_weights)} values for {len(cfg.attributes)} attributes")
     return cfg
@@ -94,6 +96,12 @@ def _texts_for_tokenizer(workspace: Path, name: str) -> list[str]:
     texts = resp["response"].to_list()
     for ctx in resp["context"].to_list():
         texts.extend(t["content"] for t in ctx)
+    from .principles import PHRASINGS
+
+    # principle texts too, so principle models see whole-word tokens for them
+    texts.extend(t for ph in PHRASINGS.values() for _, t in ph[:-1])
+    prin = store.load_table(workspace, name, "principles", ["principle"])
+    texts.extend(prin["principle"].unique().to_list() if prin.height else [])
     return texts
 
 
@@ -168,12 +176,13 @@ def _from_run(cfg: RewardConfig, num_labels: int):
     attrs = list(getattr(model.config, "reward_attributes", []))
     with torch.no_grad():
         w = head.weight
+        row = w[attrs.index("helpfulness")] if "helpfulness" in attrs else torch.tensor(model.config.reward_weights, dtype=w.dtype) @ w
+        new = torch.nn.Linear(w.shape[1], num_labels, bias=False)
         if num_labels == 1:
-            row = w[attrs.index("helpfulness")] if "helpfulness" in attrs else torch.tensor(model.config.reward_weights, dtype=w.dtype) @ w
-            new = torch.nn.Linear(w.shape[1], 1, bias=False)
             new.weight.copy_(row[None])
-        else:
-            new = torch.nn.Linear(w.shape[1], num_labels, bias=False)
+        elif cfg.objective == "meanvar":  # the mean starts from the reward, the log-variance from 0
+            new.weight.zero_()
+            new.weight[0].copy_(row)
     model.score = new
     model.config.score_bias = False  # a pairwise reward needs no offset
     model.config.num_labels = num_labels
@@ -182,12 +191,15 @@ def _from_run(cfg: RewardConfig, num_labels: int):
 
 
 def run_training(workspace: Path, name: str, objective: str, out: str | None = None, config_file: Path | None = None,
-                 overrides: list[str] | None = None, announce=print) -> Path:
+                 overrides: list[str] | None = None, announce=print, extra_pairs: list[tuple[list[dict], str, str]] | None = None) -> Path:
+    """extra_pairs: (context, chosen response, rejected response) added to a pairwise objective's
+    training pairs with label 1 (adversarial training: good response vs its successful attack)."""
     import datasets
     import torch
 
-    from .data import choose_split, load_pairs, load_rated, tokenize
-    from .trainer import MetricsFile, PairCollator, RatedCollator, RewardTrainer
+    from .data import choose_split, load_pairs, load_rated, rating_stats, tokenize
+    from .tokenizer import render
+    from .trainer import LabelCollator, MetricsFile, PairCollator, RatedCollator, RewardTrainer
 
     workspace = Path(workspace)
     manifest = store.read_manifest(workspace, name)
@@ -200,14 +212,47 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
     if main_process:
         tokenizer.save_pretrained(run_dir)
 
-    if objective == "bt":
+    if objective in ("bt", "meanvar"):
         pairs = load_pairs(workspace, name, tokenizer, split, ties=cfg.ties, soft_labels=cfg.soft_labels)
+        for ctx, good, bad in extra_pairs or []:
+            pairs.pair_id.append(f"adv:{len(pairs.pair_id)}")
+            pairs.chosen.append(render(tokenizer, ctx, good))
+            pairs.rejected.append(render(tokenizer, ctx, bad))
+            pairs.strength.append(1.0)
+            pairs.label.append(1.0)
+            pairs.subset.append("adversarial")
+            pairs.style.append((None, None))
+            pairs.chosen_id.append("")
+            pairs.rejected_id.append("")
         c_ids, n_tc = tokenize(tokenizer, pairs.chosen, cfg.max_length)
         r_ids, n_tr = tokenize(tokenizer, pairs.rejected, cfg.max_length)
         data = {"chosen_ids": c_ids, "rejected_ids": r_ids, "strength": pairs.strength, "label": pairs.label,
                 "length": [max(len(a), len(b)) for a, b in zip(c_ids, r_ids)]}
         n_examples, truncated, num_labels, collator = len(pairs), n_tc + n_tr, 1, PairCollator(tokenizer.pad_token_id)
         attributes, weights = ["reward"], [1.0]
+        if objective == "meanvar":
+            num_labels, attributes, weights = 2, ["mean", "log_var"], [1.0, 0.0]
+            if cfg.nll_weight:
+                st = rating_stats(workspace, name)
+                if not st:
+                    raise UsageError(f"--nll_weight needs per-annotator helpfulness ratings in {name!r}; it has none")
+                z = (0, 0.0, 0.0)
+                data["rating_stats"] = [(*st.get(c, z), *st.get(r, z)) for c, r in zip(pairs.chosen_id, pairs.rejected_id)]
+    elif objective == "principle":
+        from helpsteer.schema import HELPSTEER_ATTRIBUTES
+
+        from .principles import load_principled
+
+        pr = load_principled(workspace, name, tokenizer, split, purpose="train", heldout_phrasings=cfg.heldout_phrasings,
+                             thresholds=dict(zip(HELPSTEER_ATTRIBUTES, cfg.principle_thresholds)), per_response=cfg.principles_per_response,
+                             principles_file=cfg.principles_file, seed=cfg.seed)
+        if not len(pr):
+            raise UsageError(f"dataset {name!r} has no principle data in split {split or 'all'}: it needs principle rows (helpsteer3-principle), "
+                             "feedback texts, attribute ratings, or --principles_file")
+        ids, truncated = tokenize(tokenizer, pr.text, cfg.max_length)
+        data = {"input_ids": ids, "label": pr.label, "length": [len(x) for x in ids]}
+        n_examples, num_labels, collator = len(pr), 1, LabelCollator(tokenizer.pad_token_id)
+        attributes, weights = ["yes"], [1.0]
     else:
         rated = load_rated(workspace, name, tokenizer, split, attributes=tuple(cfg.attributes))
         ids, truncated = tokenize(tokenizer, rated.text, cfg.max_length)
@@ -239,7 +284,7 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
     # reward normalisation statistics over the training data (scalar reward = logits @ weights)
     from .scoring import score_token_ids
 
-    texts_ids = data["chosen_ids"] + data["rejected_ids"] if objective == "bt" else data["input_ids"]
+    texts_ids = data["chosen_ids"] + data["rejected_ids"] if "chosen_ids" in data else data["input_ids"]
     logits = score_token_ids(trainer.model, texts_ids, tokenizer.pad_token_id, batch_size=cfg.per_device_eval_batch_size)
     rewards = logits @ np.array(weights)
     if not trainer.is_world_process_zero():
@@ -251,6 +296,8 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
     final.config.reward_mean = float(rewards.mean())
     final.config.reward_std = float(rewards.std())
     final.config.reward_max_length = cfg.max_length  # "max_length" is a generation parameter name
+    if objective == "principle":
+        final.config.default_principle = cfg.default_principle
     final.config.id2label = {i: a for i, a in enumerate(attributes)}
     final.config.label2id = {a: i for i, a in enumerate(attributes)}
     final.save_pretrained(run_dir, safe_serialization=True)

@@ -24,12 +24,26 @@ class PairCollator:
     def __call__(self, features: list[dict]) -> dict:
         seqs = [f["chosen_ids"] for f in features] + [f["rejected_ids"] for f in features]
         ids, mask = _pad(seqs, self.pad_id)
-        return {
+        out = {
             "input_ids": ids,
             "attention_mask": mask,
             "strength": torch.tensor([f["strength"] for f in features], dtype=torch.float32),
             "label": torch.tensor([f["label"] for f in features], dtype=torch.float32),
         }
+        if "rating_stats" in features[0]:  # meanvar NLL: (n, mean, var) of chosen then rejected ratings
+            out["rating_stats"] = torch.tensor([f["rating_stats"][:3] for f in features] + [f["rating_stats"][3:] for f in features], dtype=torch.float32)
+        return out
+
+
+class LabelCollator:
+    """One text and one binary label per example (principle models)."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, features: list[dict]) -> dict:
+        ids, mask = _pad([f["input_ids"] for f in features], self.pad_id)
+        return {"input_ids": ids, "attention_mask": mask, "label": torch.tensor([f["label"] for f in features], dtype=torch.float32)}
 
 
 class RatedCollator:
@@ -101,6 +115,37 @@ class RewardTrainer(Trainer):
                 w = torch.tensor(a.reward_weights, dtype=out.logits.dtype, device=out.logits.device)
                 self._stats["mae"].append(float((err.sqrt() * known).sum() / known.sum().clamp(min=1)))
                 self._stats["mean_reward"].append(float((out.logits @ w).mean()))
+        elif a.objective == "principle":
+            # RLBFF: binary cross-entropy on the Yes logit of "does the response satisfy the principle?"
+            z = out.logits[:, 0]
+            y = inputs["label"]
+            loss = F.binary_cross_entropy_with_logits(z, y)
+            with torch.no_grad():
+                self._stats["loss"].append(float(loss))
+                self._stats["accuracy"].append(float(((z > 0).float() == y).float().mean()))
+                self._stats["mean_reward"].append(float(z.mean()))
+        elif a.objective == "meanvar":
+            mu = out.logits[:, 0]
+            log_var = out.logits[:, 1].clamp(a.log_var_min, a.log_var_max)
+            n = mu.shape[0] // 2
+            var = log_var.exp()
+            # Thurstonian: P(chosen > rejected) = Phi((mu_c - mu_r) / sqrt(var_c + var_r)) against the
+            # soft label p (share of votes for the chosen side, ties counting half; Zhang et al. 2024)
+            z = (mu[:n] - mu[n:]) / (var[:n] + var[n:]).sqrt()
+            p = inputs["label"]
+            loss = -(p * torch.special.log_ndtr(z) + (1 - p) * torch.special.log_ndtr(-z)).mean()
+            if a.nll_weight and "rating_stats" in inputs:
+                # Gaussian NLL of each response's ratings under N(mu, var), from their sufficient
+                # statistics (count k, mean m, variance v): sum_i (r_i - mu)^2 = k (v + (m - mu)^2)
+                k, m, v = inputs["rating_stats"].to(mu.dtype).unbind(-1)
+                nll = 0.5 * k * log_var + k * (v + (m - mu) ** 2) / (2 * var)
+                loss = loss + a.nll_weight * nll.sum() / k.sum().clamp(min=1)
+            with torch.no_grad():
+                self._stats["loss"].append(float(loss))
+                self._stats["accuracy"].append(float((z > 0).float().mean()))
+                self._stats["margin"].append(float((mu[:n] - mu[n:]).mean()))
+                self._stats["mean_reward"].append(float(mu.mean()))
+                self._stats["mean_sigma"].append(float(var.sqrt().mean()))
         else:
             raise ValueError(f"unknown objective {a.objective!r}")
         return (loss, out) if return_outputs else loss

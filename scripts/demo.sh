@@ -37,17 +37,36 @@ $HS eval --model "$WS/runs/hs2-preference-bt" --workspace "$WS" --name hs2-prefe
 $HS train --workspace "$WS" --name hs2 --objective regression --backbone small --num_train_epochs 2 --max_length 128 --out hs2-regression
 $HS eval --model "$WS/runs/hs2-regression" --workspace "$WS" --name hs2
 
+echo "== 7. principle (RLBFF), mean-variance (Diverging Preferences) and adversarial (Adv-RM) models"
+$HS train --workspace "$WS" --name hs2 --objective principle --backbone small --num_train_epochs 1 --max_length 128 --principles_per_response 3 --out hs2-principle
+$HS eval --model "$WS/runs/hs2-principle" --workspace "$WS" --name hs2
+$HS train --workspace "$WS" --name hs2-preference --objective meanvar --backbone small --num_train_epochs 2 --max_length 128 --out hs2-preference-meanvar
+$HS eval --model "$WS/runs/hs2-preference-meanvar" --workspace "$WS" --name hs2-preference
+$HS attack --model "$WS/runs/hs2-preference-bt" --workspace "$WS" --name hs2-preference --rounds 1 --prompts 60 --train-prompts 200 --steps 12 --num_train_epochs 1
+
+echo "== 8. offline batch scoring (the API's scoring path, no server)"
+$HS score --model "$WS/runs/hs2-preference-bt" --data "$DATA/helpsteer2/preference/preference.jsonl.gz" --out "$WS/scores/hs2-preference-bt.parquet"
+
 $HS datasets --workspace "$WS"
 echo
 echo "Results are in $WS:"
 echo "  datasets:  $WS/datasets/<name>/{manifest.json,responses,ratings,preferences}.parquet"
 echo "  analysis:  $WS/datasets/<name>/analysis/{agreement.json,annotators,pairs,items}.parquet"
-echo "  runs:      $WS/runs/{hs2-preference-bt,hs2-regression}/ (config.json, model.safetensors, metrics.jsonl, eval.json, README.md)"
+echo "  runs:      $WS/runs/{hs2-preference-bt,hs2-regression,hs2-principle,hs2-preference-meanvar}/ (config.json, model.safetensors, metrics.jsonl, eval.json, README.md)"
+echo "  attacks:   $WS/attacks/hs2-preference/attack.json"
 echo "  exports:   $WS/exports/"
+echo "  scores:    $WS/scores/hs2-preference-bt.parquet"
 echo "  truth:     $DATA/truth/"
 echo
 echo "Next:"
 echo "  .venv/bin/helpsteer analyze --workspace $WS --name hs2-preference      # agreement + diverging pairs"
 echo "  .venv/bin/helpsteer eval --model $WS/runs/hs2-preference-bt --workspace $WS --name hs2-preference"
 echo "  make label-studio   # then: helpsteer annotate push --workspace $WS --name hs2 --kind ratings --url ... --api-key ..."
-echo "  (the scoring API and the dashboard arrive with their issues)"
+echo
+echo "Open the dashboard on these results (http://127.0.0.1:8501):"
+echo "  .venv/bin/helpsteer dashboard --workspace $WS --port 8501"
+echo "Serve the reward models over HTTP (http://127.0.0.1:8000/docs; OpenRLHF: --remote_rm_url http://127.0.0.1:8000/get_reward):"
+echo "  .venv/bin/helpsteer serve --model $WS/runs/hs2-preference-bt --port 8000"
+echo "  .venv/bin/helpsteer serve --model $WS/runs/hs2-regression --port 8001"
+echo "  curl -s -X POST http://127.0.0.1:8000/v1/score -H 'Content-Type: application/json' \\"
+echo "       -d '{\"items\": [{\"prompt\": \"What is the capital of France?\", \"response\": \"Paris.\"}]}'"

@@ -37,7 +37,10 @@ def runs(tmp_path_factory):
     common = ["--backbone", "tiny", "--num_train_epochs", "1", "--max_length", "64", "--save_strategy", "no"]
     assert run_cli("train", "--workspace", ws, "--name", "pref", "--objective", "bt", *common, "--out", "bt") == 0
     assert run_cli("train", "--workspace", ws, "--name", "hs2", "--objective", "regression", *common, "--out", "reg") == 0
-    return {"ws": ws, "bt": ws / "runs" / "bt", "regression": ws / "runs" / "reg", "syn": root / "syn"}
+    assert run_cli("train", "--workspace", ws, "--name", "pref", "--objective", "meanvar", *common, "--out", "mv") == 0
+    assert run_cli("train", "--workspace", ws, "--name", "hs2", "--objective", "principle", *common, "--out", "prin") == 0
+    return {"ws": ws, "bt": ws / "runs" / "bt", "regression": ws / "runs" / "reg", "meanvar": ws / "runs" / "mv", "principle": ws / "runs" / "prin",
+            "syn": root / "syn"}
 
 
 def client(run, **kw) -> TestClient:
@@ -77,6 +80,29 @@ def test_score_equals_direct_scoring_and_reads_the_objective(runs, objective):
             assert all(s["attributes"] is None and s["uncertainty"] is None for s in body["scores"])
         m = c.get("/v1/models").json()["data"][0]
         assert m["objective"] == objective and m["max_length"] == 64 and m["backbone"] == "nemotron_h"
+
+
+def test_meanvar_and_principle_models_through_every_endpoint(runs):
+    from scipy.stats import norm
+
+    with client(runs["meanvar"]) as c:
+        s = c.post("/v1/score", json={"items": ITEMS[:2]}).json()["scores"]
+        assert all(x["uncertainty"] > 0 and x["attributes"] is None for x in s)
+        r = c.post("/v1/compare", json={"items": [{"prompt": ITEMS[0]["prompt"], "response_a": ITEMS[0]["response"], "response_b": "Berlin."}]}).json()["results"][0]
+        b = c.post("/v1/score", json={"items": [{"prompt": ITEMS[0]["prompt"], "response": "Berlin."}]}).json()["scores"][0]
+        want = norm.cdf((s[0]["reward"] - b["reward"]) / np.sqrt(s[0]["uncertainty"] ** 2 + b["uncertainty"] ** 2))
+        assert r["p_a_better"] == pytest.approx(want, abs=1e-6)
+        assert c.post("/get_reward", json={"query": ["x"]}).status_code == 200
+        assert c.get("/v1/models").json()["data"][0]["attributes"] == ["mean", "log_var"]
+    with client(runs["principle"]) as c:
+        body = {"items": [{"prompt": "Hi", "response": "Hello.", "principles": ["The response is helpful.", "The response is verbose."]}]}
+        res = c.post("/v1/principles", json=body).json()["results"][0]["principles"]
+        assert [x["principle"] for x in res] == body["items"][0]["principles"]
+        direct = Scorer(runs["principle"]).score([Item([{"role": "user", "content": "Hi"}], "Hello.", p) for p in body["items"][0]["principles"]])
+        assert [x["probability"] for x in res] == pytest.approx([d["probability"] for d in direct], abs=1e-6)
+        # /v1/score without a principle uses the model's default one
+        s = c.post("/v1/score", json={"items": [{"prompt": "Hi", "response": "Hello."}]}).json()["scores"][0]
+        assert s["probability"] == pytest.approx(res[0]["probability"], abs=1e-6)
 
 
 def test_compare_and_get_reward(runs):
@@ -205,8 +231,7 @@ def test_score_command_pairs_and_responses(runs, tmp_path):
     # the same numbers as the API for one of the pairs
     row = df.row(0, named=True)
     with client(runs["bt"]) as c:
-        s = c.post("/v1/score", json={"items": [{"prompt": row["prompt"], "response": row["response_a"]}]}).json()["scores"][0]
-    # prompt is the last user turn; single-turn synthetic prompts render identically
+        s = c.post("/v1/score", json={"items": [{"messages": row["context"], "response": row["response_a"]}]}).json()["scores"][0]
     assert s["reward"] == pytest.approx(row["reward_a"], abs=1e-5)
     f = write_jsonl(tmp_path / "resp.jsonl", [{"prompt": "a", "response": "b", "helpfulness": 3, "correctness": 3, "coherence": 4, "complexity": 1, "verbosity": 1}])
     out2 = tmp_path / "r.parquet"

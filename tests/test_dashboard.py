@@ -169,3 +169,5 @@ def test_every_page_in_a_real_browser(dash_ws, tmp_path):
         proc.wait(30)
         log.close()
     assert len(list(shots.glob("*.png"))) == len(PAGES)
+    with pytest.raises(httpx.HTTPError):  # the PID was the server itself: nothing is left listening
+        httpx.get(url + "/_stcore/health", timeout=2)

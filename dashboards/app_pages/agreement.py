@@ -33,7 +33,7 @@ else:
     st.write("This dataset has no ratings.")
 
 prefs = ag.get("preferences") or {}
-if prefs:
+if prefs.get("n_pairs"):
     st.subheader("Preferences")
     cols = st.columns(4)
     cols[0].metric("pairs", prefs.get("n_pairs"))

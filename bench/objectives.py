@@ -1,0 +1,118 @@
+"""Principle, mean-variance and adversarial objectives on synthetic data (small preset), all in one
+run: principle accuracy on held-out phrasings; divergence AUROC of the mean-variance model next to a
+plain BT model's |margin| on the same pairs; attack success rate and clean accuracy per Adv-RM round,
+with the share of successful attacks whose original is the truly better response (planted truth).
+
+Run:  .venv/bin/python bench/objectives.py [--prompts 2000] [--out bench/RESULTS.md]"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ingest import WORK, _write_section  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+HS = str(ROOT / ".venv" / "bin" / "helpsteer")
+
+
+def sh(*args: str) -> float:
+    t = time.perf_counter()
+    p = subprocess.run([HS, *args], capture_output=True, text=True, env=dict(os.environ, TRANSFORMERS_VERBOSITY="error"))
+    if p.returncode:
+        raise RuntimeError(f"helpsteer {' '.join(args)} failed:\n{p.stderr[-3000:]}")
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--prompts", type=int, default=2000)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "RESULTS.md"))
+    args = ap.parse_args()
+    work = WORK / "objectives"
+    syn, ws = work / "syn", work / "ws"
+    if not syn.exists():
+        sh("synth", "--out", str(syn), "--prompts", str(args.prompts), "--seed", "21")
+    if not (ws / "datasets" / "hs2").exists():
+        sh("ingest", str(syn / "helpsteer2" / "train.jsonl.gz"), str(syn / "helpsteer2" / "validation.jsonl.gz"), "--workspace", str(ws), "--name", "hs2")
+        sh("ingest", str(syn / "helpsteer2" / "preference" / "preference.jsonl.gz"), "--workspace", str(ws), "--name", "pref")
+        sh("analyze", "--workspace", str(ws), "--name", "pref")
+    small = ["--backbone", "small", "--max_length", "128", "--save_strategy", "no"]
+    runs = ws / "runs"
+    t = {}
+    t["principle"] = sh("train", "--workspace", str(ws), "--name", "hs2", "--objective", "principle", *small, "--num_train_epochs", "2",
+                        "--principles_per_response", "4", "--out", "principle")
+    sh("eval", "--model", str(runs / "principle"), "--workspace", str(ws), "--name", "hs2")
+    t["meanvar"] = sh("train", "--workspace", str(ws), "--name", "pref", "--objective", "meanvar", *small, "--num_train_epochs", "2", "--out", "meanvar")
+    t["bt"] = sh("train", "--workspace", str(ws), "--name", "pref", "--objective", "bt", *small, "--num_train_epochs", "2", "--out", "bt")
+    for r in ("meanvar", "bt"):
+        sh("eval", "--model", str(runs / r), "--workspace", str(ws), "--name", "pref")
+    t["attack"] = sh("attack", "--model", str(runs / "bt"), "--workspace", str(ws), "--name", "pref", "--out", str(work / "attack"), "--rounds", "2",
+                     "--prompts", "200", "--train-prompts", "400", "--steps", "24")
+    pe = json.loads((runs / "principle" / "eval.json").read_text())
+    mv = json.loads((runs / "meanvar" / "eval.json").read_text())
+    bt = json.loads((runs / "bt" / "eval.json").read_text())
+    att = json.loads((work / "attack" / "attack.json").read_text())
+    # planted truth: is the attacked original the truly better response of its pair?
+    pairs = [p for p in map(json.loads, (syn / "truth" / "pairs.jsonl").open())]
+    by_id = {r["response_id"]: r for r in map(json.loads, (syn / "truth" / "responses.jsonl").open())}
+    key = lambda ctx, resp: (tuple((t["role"], t["content"]) for t in ctx), resp)  # noqa: E731
+    best = {}
+    for p in pairs:
+        a, b = by_id[p["response_a_id"]], by_id[p["response_b_id"]]
+        best[key(a["context"], a["response"])] = a["quality"] >= b["quality"]
+        best[key(b["context"], b["response"])] = b["quality"] >= a["quality"]
+    ex0 = [e for e in att["examples"] if e["round"] == 0]
+    agree = [bool(best.get(key(e["context"], e["original"]))) for e in ex0]
+    truth_share = sum(agree) / len(agree) if agree else None
+    fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+    rounds = "\n".join(f"| {r['round']} | {fmt(r['attack_success_rate'])} | {fmt(r['clean_accuracy'])} | {r['n_prompts']} | {r['n_adversarial_pairs']} |" for r in att["rounds"])
+    first, last = att["rounds"][0], att["rounds"][-1]
+    drop = first["attack_success_rate"] - last["attack_success_rate"]
+    acc_drop = first["clean_accuracy"] - last["clean_accuracy"]
+    cmd = f".venv/bin/python bench/objectives.py --prompts {args.prompts}"
+    section = f"""## Principle, mean-variance and adversarial objectives
+
+Command: `{cmd}` (synthetic data, seed 21; small preset, max length 128; training times include start-up).
+
+Principle model (`--objective principle`, 2 epochs, 4 rating-derived principles per response, {t['principle']:.0f} s):
+
+| metric | value | goal |
+|---|---|---|
+| principle_accuracy (validation, all phrasings) | {fmt(pe.get('principle_accuracy'))} | |
+| principle_auroc | {fmt(pe.get('principle_auroc'))} | |
+| principle_accuracy_heldout_phrasings | {fmt(pe.get('principle_accuracy_heldout_phrasings'))} | >= 0.85: {"met" if (pe.get('principle_accuracy_heldout_phrasings') or 0) >= 0.85 else "NOT met"} |
+| principle_accuracy_trained_phrasings | {fmt(pe.get('principle_accuracy_trained_phrasings'))} | |
+
+Mean-variance vs plain BT on the same pairs (2 epochs each; {t['meanvar']:.0f} s and {t['bt']:.0f} s):
+
+| model | accuracy | unanimous accuracy | diverging accuracy | divergence AUROC (-abs z or -abs margin) | divergence AUROC (sigma) |
+|---|---|---|---|---|---|
+| meanvar | {fmt(mv.get('accuracy'))} | {fmt(mv.get('unanimous_accuracy'))} | {fmt(mv.get('diverging_accuracy'))} | {fmt(mv.get('divergence_auroc'))} | {fmt(mv.get('divergence_auroc_sigma'))} |
+| bt | {fmt(bt.get('accuracy'))} | {fmt(bt.get('unanimous_accuracy'))} | {fmt(bt.get('diverging_accuracy'))} | {fmt(bt.get('divergence_auroc'))} | - |
+
+Goal: mean-var divergence AUROC >= 0.7 and clearly above BT's: {"met" if (mv.get('divergence_auroc') or 0) >= 0.7 and (mv.get('divergence_auroc') or 0) > (bt.get('divergence_auroc') or 0) + 0.05 else "NOT met"}.
+
+Adv-RM loop (`helpsteer attack --rounds 2 --prompts 200 --train-prompts 400 --steps 24`, ensemble of 2 trained by it; {t['attack']:.0f} s):
+
+| round | attack success rate | clean accuracy | prompts | adversarial pairs so far |
+|---|---|---|---|---|
+{rounds}
+
+Success rate change after adversarial training: {drop:+.3f} (goal: a drop: {"met" if drop > 0 else "NOT met"}); clean accuracy
+change {-acc_drop:+.3f} (goal: at most -0.01: {"met" if acc_drop <= 0.01 else "NOT met"}). Planted truth: {fmt(truth_share)} of the
+round-0 successful attacks start from the truly better response of their pair (so the attack, an
+edit that cannot improve it, is truly worse than a response the model should rank first).
+"""
+    _write_section(Path(args.out), "## Principle, mean-variance and adversarial objectives", section)
+    print(section)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""Principle data for binary-principle reward models (RLBFF: "does this response satisfy principle
+P?"): HelpSteer3 `principle` rows (fulfilment Yes/No), principles derived from attribute ratings
+with thresholds and several phrasings per attribute, statements extracted from HelpSteer3
+feedback texts ("The response is mostly helpful." ...), and principle/label rows a user writes in
+a JSONL file. Some phrasings are kept out of training to measure generalisation to new wording."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import orjson
+import polars as pl
+
+from helpsteer import store
+from helpsteer.errors import UsageError
+
+from .tokenizer import render
+
+# Per attribute: (threshold direction, phrasings). A phrasing is satisfied when the attribute's
+# label is >= its threshold (">=") or below it ("<"). The LAST phrasing of each attribute is the
+# held-out one by default (never trained on; evaluated as principle_accuracy_heldout_phrasings).
+PHRASINGS: dict[str, list[tuple[str, str]]] = {
+    "helpfulness": [(">=", "The response is helpful."), (">=", "The response is helpful to the user."),
+                    ("<", "The response is unhelpful."), (">=", "The response is genuinely helpful for this request.")],
+    "correctness": [(">=", "The response is factually correct."), (">=", "The response is correct and accurate."),
+                    ("<", "The response contains factual errors."), (">=", "Everything in the response is factually correct.")],
+    "coherence": [(">=", "The response is coherent."), (">=", "The response is clear and coherent."),
+                  ("<", "The response is incoherent."), (">=", "The response reads as clear, coherent text.")],
+    "complexity": [(">=", "The response uses technical language."), (">=", "The response is written with technical expertise."),
+                   ("<", "The response uses simple, non-technical language."), (">=", "The response contains technical language an expert would use.")],
+    "verbosity": [(">=", "The response is verbose."), (">=", "The response is long and verbose."),
+                  ("<", "The response is concise."), (">=", "The response is more verbose than it needs to be.")],
+}
+DEFAULT_THRESHOLDS = {"helpfulness": 3.0, "correctness": 3.0, "coherence": 3.0, "complexity": 2.0, "verbosity": 3.0}
+DEFAULT_PRINCIPLE = "The response is helpful."
+
+# HelpSteer3 feedback: "The response is {not/slightly/partially/mostly/perfectly} helpful" and the
+# same degree words with other qualities
+_DEGREE = {"not": 0.0, "slightly": 0.0, "partially": None, "mostly": 1.0, "perfectly": 1.0, "completely": 1.0, "fully": 1.0, "very": 1.0}
+_FEEDBACK_RE = re.compile(r"\bthe response is (not|slightly|partially|mostly|perfectly|completely|fully|very) "
+                          r"(helpful|correct|accurate|coherent|clear|concise|verbose|relevant|complete)\b", re.I)
+
+
+def from_feedback(text: str) -> list[tuple[str, float]]:
+    """(principle, label) statements in a feedback text; "partially" is ambiguous and skipped."""
+    out = []
+    for m in _FEEDBACK_RE.finditer(text or ""):
+        label = _DEGREE[m.group(1).lower()]
+        if label is not None:
+            out.append((f"The response is {m.group(2).lower()}.", label))
+    return out
+
+
+@dataclass
+class Principled:
+    response_id: list[str] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)  # rendered with the principle
+    principle: list[str] = field(default_factory=list)
+    label: list[float] = field(default_factory=list)  # 1 = satisfied
+    heldout: list[bool] = field(default_factory=list)  # a phrasing kept out of training
+    origin: list[str] = field(default_factory=list)  # principles | ratings | feedback | file
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+    def add(self, rid, text, principle, label, heldout, origin):
+        self.response_id.append(rid)
+        self.text.append(text)
+        self.principle.append(principle)
+        self.label.append(float(label))
+        self.heldout.append(bool(heldout))
+        self.origin.append(origin)
+
+
+def _labels_from_ratings(workspace: Path, name: str) -> dict[str, dict[str, float]]:
+    ratings = store.load_table(workspace, name, "ratings", ["response_id", "annotator_id", "attribute", "score"])
+    if ratings.height == 0:
+        return {}
+    lab = ratings.group_by("response_id", "attribute").agg(
+        pl.col("score").filter(pl.col("annotator_id").is_null()).mean().alias("given"), pl.col("score").mean().alias("all"))
+    lab = lab.with_columns(pl.coalesce("given", "all").alias("y"))
+    out: dict[str, dict[str, float]] = {}
+    for rid, attr, y in lab.select("response_id", "attribute", "y").iter_rows():
+        if y is not None:
+            out.setdefault(rid, {})[attr] = float(y)
+    return out
+
+
+def load_principled(workspace: Path, name: str, tokenizer, split: str | None, *, purpose: str = "train", heldout_phrasings: int = 1,
+                    thresholds: dict[str, float] | None = None, per_response: int = 0, principles_file: str | None = None,
+                    seed: int = 0) -> Principled:
+    """Principle examples of a dataset split. purpose="train" leaves out the held-out phrasings
+    (the last `heldout_phrasings` of each attribute); "eval" keeps them, flagged."""
+    thresholds = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+    resp = store.load_table(workspace, name, "responses", ["response_id", "context", "response", "split"])
+    if split is not None:
+        resp = resp.filter(pl.col("split") == split)
+    by_id = {r["response_id"]: r for r in resp.iter_rows(named=True)}
+    rng = np.random.default_rng(seed)
+    out = Principled()
+
+    def emit(rid, principle, label, heldout, origin):
+        r = by_id[rid]
+        out.add(rid, render(tokenizer, r["context"], r["response"], principle=principle), principle, label, heldout, origin)
+
+    # 1. the source's own principle rows (HelpSteer3 principle): one label per (response, principle)
+    prin = store.load_table(workspace, name, "principles", ["response_id", "principle", "fulfilment"])
+    if prin.height:
+        agg = prin.filter(pl.col("response_id").is_in(list(by_id))).group_by("response_id", "principle", maintain_order=True).agg(pl.col("fulfilment").mean())
+        for rid, p, f in agg.iter_rows():
+            if f is not None and f != 0.5:
+                emit(rid, p, 1.0 if f > 0.5 else 0.0, False, "principles")
+    # 2. statements in feedback texts
+    fb = store.load_table(workspace, name, "feedback", ["response_id", "feedback"])
+    for rid, text in fb.filter(pl.col("response_id").is_in(list(by_id))).iter_rows():
+        for p, lab in from_feedback(text):
+            emit(rid, p, lab, False, "feedback")
+    # 3. derived from attribute ratings, automatically when the dataset has ratings and no principle rows
+    if prin.height == 0:
+        labels = _labels_from_ratings(workspace, name)
+        for rid in by_id:
+            lab = labels.get(rid)
+            if not lab:
+                continue
+            cands = []
+            for attr, phrasings in PHRASINGS.items():
+                if attr not in lab:
+                    continue
+                n_train = len(phrasings) - heldout_phrasings
+                for k, (direction, text) in enumerate(phrasings):
+                    held = k >= n_train
+                    if held and purpose == "train":
+                        continue
+                    sat = lab[attr] >= thresholds[attr]
+                    cands.append((text, float(sat if direction == ">=" else not sat), held))
+            if per_response and purpose == "train" and len(cands) > per_response:
+                cands = [cands[i] for i in rng.choice(len(cands), per_response, replace=False)]
+            for text, y, held in cands:
+                emit(rid, text, y, held, "ratings")
+    # 4. principle/label rows a user wrote: {"response_id" | ("prompt" or "messages") + "response", "principle", "label"}
+    if principles_file:
+        _from_file(Path(principles_file), by_id, emit, tokenizer)
+    return out
+
+
+def _truthy(v, where: str) -> float:
+    if isinstance(v, bool):
+        return float(v)
+    if isinstance(v, (int, float)) and v in (0, 1):
+        return float(v)
+    if isinstance(v, str) and v.strip().lower() in ("yes", "no", "true", "false", "1", "0"):
+        return float(v.strip().lower() in ("yes", "true", "1"))
+    raise UsageError(f"{where}: field 'label': expected Yes/No, true/false or 1/0, got {v!r}")
+
+
+def _from_file(path: Path, by_id: dict, emit, tokenizer) -> None:
+    from helpsteer.ids import response_id as rid_of
+
+    if not path.exists():
+        raise UsageError(f"--principles_file {path}: no such file")
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{i}"
+        try:
+            rec = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise UsageError(f"{where}: not valid JSON ({exc})") from None
+        if not isinstance(rec, dict) or not isinstance(rec.get("principle"), str) or not rec["principle"].strip():
+            raise UsageError(f"{where}: field 'principle': expected a non-empty string")
+        label = _truthy(rec.get("label"), where)
+        rid = rec.get("response_id")
+        if rid is None:
+            if not isinstance(rec.get("response"), str):
+                raise UsageError(f"{where}: give 'response_id', or 'response' with 'prompt' or 'messages'")
+            ctx = rec.get("messages") or [{"role": "user", "content": rec.get("prompt", "")}]
+            rid = rid_of(ctx, rec["response"])
+        if rid in by_id:  # rows of responses outside this split are skipped
+            emit(rid, rec["principle"], label, False, "file")

@@ -1,0 +1,181 @@
+"""Principle (RLBFF), mean-variance (Diverging Preferences) and adversarial (Adv-RM) objectives on
+tiny settings: data derivation, losses against hand computations, checkpoints that load through
+the Auto classes and score through the API code, evaluation fields, and the attack loop."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_cli, write_jsonl
+from scipy.stats import norm
+
+from rm_training.principles import PHRASINGS, from_feedback, load_principled
+from rm_training.scoring import Item, Scorer
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    from helpsteer.synth import SynthConfig, write_synthetic
+
+    root = tmp_path_factory.mktemp("obj")
+    write_synthetic(SynthConfig(seed=6, n_prompts=160), root / "syn")
+    ws = root / "ws"
+    assert run_cli("ingest", root / "syn" / "helpsteer2" / "train.jsonl.gz", root / "syn" / "helpsteer2" / "validation.jsonl.gz", "--workspace", ws, "--name", "hs2") == 0
+    assert run_cli("ingest", root / "syn" / "helpsteer2" / "preference" / "preference.jsonl.gz", "--workspace", ws, "--name", "pref") == 0
+    assert run_cli("analyze", "--workspace", ws, "--name", "pref") == 0
+    return ws
+
+
+TINY = ["--backbone", "tiny", "--max_length", "96", "--save_strategy", "no"]
+
+
+def test_feedback_statements_are_extracted():
+    text = "The response is mostly helpful. It is not correct about dates; the response is partially coherent. The response is not concise."
+    assert from_feedback(text) == [("The response is helpful.", 1.0), ("The response is concise.", 0.0)]
+    assert from_feedback("") == []
+
+
+def test_principles_from_ratings_hold_out_phrasings(ws):
+    from rm_training.tokenizer import train_bpe
+
+    tok = train_bpe(["The response is helpful."] * 3, vocab_size=300)
+    train = load_principled(ws, "hs2", tok, "train", purpose="train", per_response=0)
+    ev = load_principled(ws, "hs2", tok, "validation", purpose="eval")
+    held = {ph[-1][1] for ph in PHRASINGS.values()}
+    assert not held & set(train.principle)  # held-out phrasings never trained on
+    assert held <= {p for p, h in zip(ev.principle, ev.heldout) if h}
+    # labels follow the thresholds: "The response is factually correct." <- correctness >= 3
+    ratings = json.loads((ws / "datasets" / "hs2" / "manifest.json").read_text())
+    assert ratings["tables"]["ratings"] > 0
+    import polars as pl
+
+    r = pl.read_parquet(ws / "datasets" / "hs2" / "ratings.parquet").filter(pl.col("attribute") == "correctness")
+    corr = dict(r.group_by("response_id").agg(pl.col("score").mean()).iter_rows())
+    for rid, p, y in zip(train.response_id, train.principle, train.label):
+        if p == "The response is factually correct.":
+            assert y == float(corr[rid] >= 3)
+        if p == "The response contains factual errors.":
+            assert y == float(corr[rid] < 3)
+
+
+def test_principle_file_rows_and_errors(ws, tmp_path):
+    import polars as pl
+
+    from rm_training.tokenizer import train_bpe
+
+    tok = train_bpe(["x"] * 3, vocab_size=300)
+    resp = pl.read_parquet(ws / "datasets" / "hs2" / "responses.parquet").filter(pl.col("split") == "train").row(0, named=True)
+    f = write_jsonl(tmp_path / "p.jsonl", [{"response_id": resp["response_id"], "principle": "The response mentions a country.", "label": "Yes"},
+                                           {"messages": resp["context"], "response": resp["response"], "principle": "The response is rude.", "label": False}])
+    pr = load_principled(ws, "hs2", tok, "train", principles_file=str(f))
+    got = {(p, y) for p, y, o in zip(pr.principle, pr.label, pr.origin) if o == "file"}
+    assert got == {("The response mentions a country.", 1.0), ("The response is rude.", 0.0)}
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"response_id": resp["response_id"], "principle": "P", "label": "maybe"}])
+    from helpsteer.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"bad.jsonl:1: field 'label'"):
+        load_principled(ws, "hs2", tok, "train", principles_file=str(bad))
+
+
+def test_principle_run_trains_loads_scores_and_evaluates(ws):
+    assert run_cli("train", "--workspace", ws, "--name", "hs2", "--objective", "principle", *TINY, "--num_train_epochs", "1", "--out", "prin") == 0
+    run = ws / "runs" / "prin"
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["objective"] == "principle" and cfg["reward_attributes"] == ["yes"] and cfg["reward_weights"] == [1.0]
+    assert cfg["default_principle"] == "The response is helpful."
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(run)
+    tok = AutoTokenizer.from_pretrained(run)
+    text = tok.apply_chat_template([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."},
+                                    {"role": "principle", "content": "The response is polite."}], tokenize=False)
+    assert "<|principle|>" in text and model(**tok([text], add_special_tokens=False, return_tensors="pt")).logits.shape == (1, 1)
+    sc = Scorer(run)
+    s = sc.score([Item([{"role": "user", "content": "Hi"}], "Hello.", "The response is polite.")])[0]
+    assert s["probability"] == pytest.approx(1 / (1 + np.exp(-s["reward"])))
+    assert run_cli("eval", "--model", run, "--workspace", ws, "--name", "hs2") == 0
+    ev = json.loads((run / "eval.json").read_text())
+    for k in ("principle_accuracy", "principle_auroc", "principle_accuracy_heldout_phrasings"):
+        assert 0 <= ev[k] <= 1
+    assert any(v["heldout"] for v in ev["per_principle"].values()) and {"brier", "ece"} <= set(ev["principle_calibration"])
+
+
+def test_meanvar_loss_is_thurstonian():
+    """The trainer's mean-var loss equals -[p log Phi(z) + (1-p) log Phi(-z)], z = (mu_c - mu_r) / sqrt(var_c + var_r)."""
+    from rm_training.config import MeanVarConfig
+    from rm_training.trainer import RewardTrainer
+
+    class Fixed(torch.nn.Module):
+        def __init__(self, logits):
+            super().__init__()
+            self.logits = logits
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, input_ids=None, attention_mask=None):
+            from transformers.modeling_outputs import SequenceClassifierOutput
+
+            return SequenceClassifierOutput(logits=self.logits + self.w)
+
+    logits = torch.tensor([[1.0, 0.0], [0.2, -1.0], [0.0, 0.5], [0.5, 0.3]])  # chosen rows, then rejected
+    p = torch.tensor([0.8, 0.5])
+    args = MeanVarConfig(output_dir="/tmp/unused-meanvar", report_to=[], use_cpu=True)
+    tr = RewardTrainer.__new__(RewardTrainer)
+    tr.reward_args, tr._stats, tr._tokens = args, __import__("collections").defaultdict(list), 0
+    loss = tr.compute_loss(Fixed(logits), {"input_ids": torch.zeros(4, 2, dtype=torch.long), "attention_mask": torch.ones(4, 2), "label": p, "strength": torch.ones(2)})
+    mu, lv = logits[:, 0].numpy(), logits[:, 1].numpy()
+    z = (mu[:2] - mu[2:]) / np.sqrt(np.exp(lv[:2]) + np.exp(lv[2:]))
+    want = -np.mean(p.numpy() * norm.logcdf(z) + (1 - p.numpy()) * norm.logcdf(-z))
+    assert float(loss) == pytest.approx(want, rel=1e-5)
+
+
+def test_meanvar_run_reports_divergence_next_to_bt(ws):
+    assert run_cli("train", "--workspace", ws, "--name", "pref", "--objective", "meanvar", *TINY, "--num_train_epochs", "1", "--out", "mv") == 0
+    assert run_cli("train", "--workspace", ws, "--name", "pref", "--objective", "bt", *TINY, "--num_train_epochs", "1", "--out", "bt") == 0
+    run = ws / "runs" / "mv"
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["reward_attributes"] == ["mean", "log_var"] and cfg["reward_weights"] == [1.0, 0.0]
+    sc = Scorer(run)
+    ctx = [{"role": "user", "content": "What is the capital of France?"}]
+    a, b = sc.logits(sc.encode([Item(ctx, "The capital of France is Paris."), Item(ctx, "Lima.")])[0])
+    s = sc.results(np.stack([a, b]), [False, False])
+    assert s[0]["reward"] == pytest.approx(a[0]) and s[0]["uncertainty"] == pytest.approx(np.exp(0.5 * a[1]))
+    p = sc.prefer_a(a[None], b[None])[0]
+    assert p == pytest.approx(norm.cdf((a[0] - b[0]) / np.sqrt(np.exp(a[1]) + np.exp(b[1]))))
+    for r in ("mv", "bt"):
+        assert run_cli("eval", "--model", ws / "runs" / r, "--workspace", ws, "--name", "pref") == 0
+        ev = json.loads((ws / "runs" / r / "eval.json").read_text())
+        assert 0 <= ev["divergence_auroc"] <= 1 and ev["unanimous_accuracy"] is not None
+    assert "divergence_auroc_sigma" in json.loads((run / "eval.json").read_text())
+
+
+def test_meanvar_nll_term_needs_ratings(ws):
+    assert run_cli("train", "--workspace", ws, "--name", "pref", "--objective", "meanvar", *TINY, "--nll_weight", "0.1", "--out", "nll") == 2
+
+
+def test_attack_operators_never_add_content():
+    from rm_training.attack import OPERATORS
+
+    rng = np.random.default_rng(0)
+    r, p = "The capital of France is Paris. It is a large city.", "What is the capital of France?"
+    for name, op in OPERATORS.items():
+        out = op(rng, r, p)
+        assert isinstance(out, str) and out != r, name
+    assert "France" in OPERATORS["swap_fact"](rng, "The capital of France is Paris.", p)
+
+
+@pytest.mark.slow
+def test_attack_loop_writes_rounds_and_examples(ws):
+    assert run_cli("train", "--workspace", ws, "--name", "pref", "--objective", "bt", *TINY, "--num_train_epochs", "2", "--out", "target") == 0
+    out = ws / "attacks" / "t"
+    assert run_cli("attack", "--model", ws / "runs" / "target", "--workspace", ws, "--name", "pref", "--out", out, "--rounds", "1",
+                   "--prompts", "40", "--train-prompts", "120", "--steps", "12", "--max_length", "96") == 0
+    res = json.loads((out / "attack.json").read_text())
+    assert [r["round"] for r in res["rounds"]] == [0, 1]
+    for r in res["rounds"]:
+        assert 0 <= r["attack_success_rate"] <= 1 and 0 <= r["clean_accuracy"] <= 1 and r["n_prompts"] > 0
+    assert (out / "round-1" / "model.safetensors").exists() and (out / "ensemble-0" / "model.safetensors").exists()
+    for ex in res["examples"]:
+        assert ex["reward_attacked"] > ex["reward_original"] and ex["ensemble_delta_z"] < 0 and ex["operators"]
