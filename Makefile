@@ -41,6 +41,8 @@ bench: install
 	$(PY) bench/ingest.py
 	$(PY) bench/analyze.py
 	$(PY) bench/train.py
+	$(PY) bench/trl_compare.py --hh-pairs 1000
+	$(PY) bench/objectives.py
 	$(PY) bench/serve.py
 
 clean:

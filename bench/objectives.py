@@ -54,7 +54,7 @@ def main() -> None:
     for r in ("meanvar", "bt"):
         sh("eval", "--model", str(runs / r), "--workspace", str(ws), "--name", "pref")
     t["attack"] = sh("attack", "--model", str(runs / "bt"), "--workspace", str(ws), "--name", "pref", "--out", str(work / "attack"), "--rounds", "2",
-                     "--prompts", "200", "--train-prompts", "400", "--steps", "24")
+                     "--prompts", "150", "--train-prompts", "300", "--steps", "16")
     pe = json.loads((runs / "principle" / "eval.json").read_text())
     mv = json.loads((runs / "meanvar" / "eval.json").read_text())
     bt = json.loads((runs / "bt" / "eval.json").read_text())
@@ -99,7 +99,7 @@ Mean-variance vs plain BT on the same pairs (2 epochs each; {t['meanvar']:.0f} s
 
 Goal: mean-var divergence AUROC >= 0.7 and clearly above BT's: {"met" if (mv.get('divergence_auroc') or 0) >= 0.7 and (mv.get('divergence_auroc') or 0) > (bt.get('divergence_auroc') or 0) + 0.05 else "NOT met"}.
 
-Adv-RM loop (`helpsteer attack --rounds 2 --prompts 200 --train-prompts 400 --steps 24`, ensemble of 2 trained by it; {t['attack']:.0f} s):
+Adv-RM loop (`helpsteer attack --rounds 2 --prompts 150 --train-prompts 300 --steps 16`, ensemble of 2 trained by it; {t['attack']:.0f} s):
 
 | round | attack success rate | clean accuracy | prompts | adversarial pairs so far |
 |---|---|---|---|---|

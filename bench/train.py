@@ -4,8 +4,8 @@ fp32 matmul peak, all in one run.
 
 Run:  .venv/bin/python bench/train.py [--prompts 4000] [--epochs 2] [--out bench/RESULTS.md]
 
-Not yet here (issue 4 is open): the same-run comparison with TRL's RewardTrainer and the HH-RLHF
-80/20 comparison."""
+The same-run comparison with TRL's RewardTrainer and the HH-RLHF 80/20 comparison are in
+bench/trl_compare.py."""
 
 from __future__ import annotations
 
@@ -125,7 +125,7 @@ def main() -> None:
         "## Training (`bench/train.py`)", "",
         f"Command: `.venv/bin/python bench/train.py --prompts {args.prompts} --epochs {args.epochs:g}` ({os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}).",
         f"Synthetic data from `helpsteer synth --prompts {args.prompts} --seed 7`; each run is the whole `helpsteer train` command.",
-        "Not yet measured (issue 4 open): TRL RewardTrainer in the same run, the HH-RLHF 80/20 comparison, MFU at sequence length 512.", "",
+        "TRL RewardTrainer and the HH-RLHF 80/20 comparison: the next section (`bench/trl_compare.py`). Not yet measured: MFU at sequence length 512.", "",
         "| run | wall | result |", "|---|---|---|", *rows, "",
     ])
     _write_section(Path(args.out), "## Training", section)

@@ -111,6 +111,7 @@ class AttackConfig:
     ensemble_size: int = 2
     ensemble: list[str] = field(default_factory=list)  # given ensemble runs (else trained here)
     retrain_epochs: float = 1.0
+    retrain_learning_rate: float = 2e-4  # fine-tuning from the previous round: a fifth of the from-scratch default keeps clean accuracy
     seed: int = 0
     train_overrides: list[str] = field(default_factory=list)  # --key value for the ensemble and retraining
 
@@ -246,6 +247,7 @@ def run_attack(model: Path, workspace: Path, name: str, out: Path | None = None,
             announce(f"round {rnd}: retraining with {len(adv_pairs)} adversarial pairs")
             path = out / f"round-{rnd}"
             _train(workspace, name, path, "bt", base + ["--init_from", str(current_path), "--num_train_epochs", str(cfg.retrain_epochs),
+                                                        "--learning_rate", str(cfg.retrain_learning_rate),
                                                         "--save_strategy", "no", "--seed", str(cfg.seed)], extra=adv_pairs)
             current, current_path = Scorer(path), path
         found = search(current, ensemble, held_sel["context"].to_list(), held_sel["prompt"].to_list(), held_sel["chosen"].to_list(),
