@@ -241,3 +241,21 @@ def test_score_command_pairs_and_responses(runs, tmp_path):
     assert run_cli("score", "--model", runs["bt"], "--data", f, "--out", tmp_path / "x.csv") == 2
     assert run_cli("score", "--model", tmp_path, "--data", f, "--out", out2) == 2
     assert run_cli("score", "--model", runs["bt"], "--data", f, "--out", tmp_path / "y.parquet", "--level", "pairs") == 2
+
+
+def test_a_model_failure_is_503_and_the_server_keeps_serving(runs):
+    class Flaky(Scorer):
+        fail = True
+
+        def logits(self, ids):
+            if Flaky.fail:
+                raise RuntimeError("CUDA error: device-side assert (simulated)")
+            return super().logits(ids)
+
+    sc = Flaky(runs["bt"])
+    with TestClient(create_app(Settings(model=str(runs["bt"])), scorer=sc)) as c:
+        r = c.post("/v1/score", json={"items": [ITEMS[0]]})
+        assert r.status_code == 503 and "RuntimeError" in r.json()["detail"]
+        Flaky.fail = False
+        assert c.post("/v1/score", json={"items": [ITEMS[0]]}).status_code == 200
+        assert 'helpsteer_request_errors_total{route="/v1/score",status="503"} 1.0' in c.get("/metrics").text
