@@ -43,6 +43,8 @@ bench: install
 	$(PY) bench/train.py
 	$(PY) bench/trl_compare.py --hh-pairs 1000
 	$(PY) bench/objectives.py
+	$(PY) bench/mfu.py
+	$(PY) bench/dashboard.py
 	$(PY) bench/serve.py
 
 clean:

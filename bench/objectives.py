@@ -46,13 +46,25 @@ def main() -> None:
     small = ["--backbone", "small", "--max_length", "128", "--save_strategy", "no"]
     runs = ws / "runs"
     t = {}
-    t["principle"] = sh("train", "--workspace", str(ws), "--name", "hs2", "--objective", "principle", *small, "--num_train_epochs", "2",
-                        "--principles_per_response", "4", "--out", "principle")
-    sh("eval", "--model", str(runs / "principle"), "--workspace", str(ws), "--name", "hs2")
-    t["meanvar"] = sh("train", "--workspace", str(ws), "--name", "pref", "--objective", "meanvar", *small, "--num_train_epochs", "2", "--out", "meanvar")
-    t["bt"] = sh("train", "--workspace", str(ws), "--name", "pref", "--objective", "bt", *small, "--num_train_epochs", "2", "--out", "bt")
+
+    def done(r):  # a finished run from an earlier invocation is reused (its time is then the recorded one)
+        return (runs / r / "eval.json").exists()
+
+    prev = json.loads((work / "times.json").read_text()) if (work / "times.json").exists() else {}
+    t.update({k: v for k, v in prev.items() if done(k)})
+    for k in ("principle", "meanvar", "bt"):
+        if done(k) and k not in t:  # no wall time recorded: the trainer's own train_runtime (start-up excluded)
+            lines = [json.loads(x) for x in (runs / k / "metrics.jsonl").read_text().splitlines()]
+            t[k] = next(x["train_runtime"] for x in lines if "train_runtime" in x)
+    if not done("principle"):
+        t["principle"] = sh("train", "--workspace", str(ws), "--name", "hs2", "--objective", "principle", *small, "--num_train_epochs", "2",
+                            "--principles_per_response", "4", "--out", "principle")
+        sh("eval", "--model", str(runs / "principle"), "--workspace", str(ws), "--name", "hs2")
     for r in ("meanvar", "bt"):
-        sh("eval", "--model", str(runs / r), "--workspace", str(ws), "--name", "pref")
+        if not done(r):
+            t[r] = sh("train", "--workspace", str(ws), "--name", "pref", "--objective", r, *small, "--num_train_epochs", "2", "--out", r)
+            sh("eval", "--model", str(runs / r), "--workspace", str(ws), "--name", "pref")
+    (work / "times.json").write_text(json.dumps(t))
     t["attack"] = sh("attack", "--model", str(runs / "bt"), "--workspace", str(ws), "--name", "pref", "--out", str(work / "attack"), "--rounds", "2",
                      "--prompts", "150", "--train-prompts", "300", "--steps", "16")
     pe = json.loads((runs / "principle" / "eval.json").read_text())
@@ -79,7 +91,7 @@ def main() -> None:
     cmd = f".venv/bin/python bench/objectives.py --prompts {args.prompts}"
     section = f"""## Principle, mean-variance and adversarial objectives
 
-Command: `{cmd}` (synthetic data, seed 21; small preset, max length 128; training times include start-up).
+Command: `{cmd}` (synthetic data, seed 21; small preset, max length 128; times are whole-command wall times, or the trainer's train_runtime for runs reused from an earlier invocation).
 
 Principle model (`--objective principle`, 2 epochs, 4 rating-derived principles per response, {t['principle']:.0f} s):
 
@@ -105,7 +117,7 @@ Adv-RM loop (`helpsteer attack --rounds 2 --prompts 150 --train-prompts 300 --st
 |---|---|---|---|---|
 {rounds}
 
-Success rate change after adversarial training: {drop:+.3f} (goal: a drop: {"met" if drop > 0 else "NOT met"}); clean accuracy
+Attack success rate drop after adversarial training (round 0 minus last round): {drop:+.3f} (goal: a drop: {"met" if drop > 0 else "NOT met"}); clean accuracy
 change {-acc_drop:+.3f} (goal: at most -0.01: {"met" if acc_drop <= 0.01 else "NOT met"}). Planted truth: {fmt(truth_share)} of the
 round-0 successful attacks start from the truly better response of their pair (so the attack, an
 edit that cannot improve it, is truly worse than a response the model should rank first).

@@ -125,7 +125,7 @@ def main() -> None:
         "## Training (`bench/train.py`)", "",
         f"Command: `.venv/bin/python bench/train.py --prompts {args.prompts} --epochs {args.epochs:g}` ({os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}).",
         f"Synthetic data from `helpsteer synth --prompts {args.prompts} --seed 7`; each run is the whole `helpsteer train` command.",
-        "TRL RewardTrainer and the HH-RLHF 80/20 comparison: the next section (`bench/trl_compare.py`). Not yet measured: MFU at sequence length 512.", "",
+        "TRL RewardTrainer and the HH-RLHF 80/20 comparison: section below (`bench/trl_compare.py`); MFU at sequence length 512: `bench/mfu.py`.", "",
         "| run | wall | result |", "|---|---|---|", *rows, "",
     ])
     _write_section(Path(args.out), "## Training", section)

@@ -111,6 +111,7 @@ class AttackConfig:
     ensemble_size: int = 2
     ensemble: list[str] = field(default_factory=list)  # given ensemble runs (else trained here)
     retrain_epochs: float = 1.0
+    adversarial_share: float = 0.25  # adversarial pairs repeated up to this share of the training pairs
     retrain_learning_rate: float = 2e-4  # fine-tuning from the previous round: a fifth of the from-scratch default keeps clean accuracy
     seed: int = 0
     train_overrides: list[str] = field(default_factory=list)  # --key value for the ensemble and retraining
@@ -244,11 +245,14 @@ def run_attack(model: Path, workspace: Path, name: str, out: Path | None = None,
             found = search(current, ensemble, train_sel["context"].to_list(), train_sel["prompt"].to_list(), train_sel["chosen"].to_list(),
                            cfg.steps, cfg.seed + 1000 * rnd)
             adv_pairs += [(c, f["original"], f["attacked"]) for c, f in zip(train_sel["context"].to_list(), found) if f["success"]]
-            announce(f"round {rnd}: retraining with {len(adv_pairs)} adversarial pairs")
+            # few successful attacks among thousands of clean pairs would barely move the model:
+            # repeat them up to a quarter of the training pairs (Adv-RM mixes them in substantially)
+            reps = max(1, round(cfg.adversarial_share * max(train_pairs.height, 1) / max(len(adv_pairs), 1)))
+            announce(f"round {rnd}: retraining with {len(adv_pairs)} adversarial pairs (x{reps})")
             path = out / f"round-{rnd}"
             _train(workspace, name, path, "bt", base + ["--init_from", str(current_path), "--num_train_epochs", str(cfg.retrain_epochs),
                                                         "--learning_rate", str(cfg.retrain_learning_rate),
-                                                        "--save_strategy", "no", "--seed", str(cfg.seed)], extra=adv_pairs)
+                                                        "--save_strategy", "no", "--seed", str(cfg.seed)], extra=adv_pairs * reps)
             current, current_path = Scorer(path), path
         found = search(current, ensemble, held_sel["context"].to_list(), held_sel["prompt"].to_list(), held_sel["chosen"].to_list(),
                        cfg.steps, cfg.seed)
