@@ -185,9 +185,9 @@ def create_app(settings: Settings | None = None, scorer: Scorer | None = None) -
     async def _failed(request: Request, exc: ModelFailure):
         return JSONResponse({"detail": f"{exc}; see the server log"}, status_code=503)
 
-    def _limit(n: int) -> None:
+    def _limit(n: int, what: str = "items") -> None:
         if n > settings.max_items:
-            raise HTTPException(413, f"at most {settings.max_items} items per request, got {n}")
+            raise HTTPException(413, f"at most {settings.max_items} {what} per request, got {n}")
 
     async def _encode(sc: Scorer, items: list[Item]):
         try:
@@ -228,8 +228,8 @@ def create_app(settings: Settings | None = None, scorer: Scorer | None = None) -
     @app.post("/v1/compare", response_model=S.CompareResponse, tags=["scoring"])
     async def compare(body: S.CompareRequest, request: Request):
         """P(response A better than B) per item."""
-        _limit(2 * len(body.items))
         n = len(body.items)
+        _limit(n)
         items = [Item(it.context(), it.response_a) for it in body.items] + [Item(it.context(), it.response_b) for it in body.items]
         sc, logits, truncated = await _logits(request, items)
         a, b = logits[:n], logits[n:]
@@ -245,7 +245,7 @@ def create_app(settings: Settings | None = None, scorer: Scorer | None = None) -
         if sc.objective != "principle":
             raise HTTPException(400, f"the loaded model is a {sc.objective!r} model; /v1/principles needs a principle model (--objective principle)")
         flat = [(i, Item(it.context(), it.response, p)) for i, it in enumerate(body.items) for p in it.principles]
-        _limit(len(flat))
+        _limit(len(flat), "(response, principle) judgements")
         sc, logits, truncated = await _logits(request, [x for _, x in flat])
         out = [{"principles": []} for _ in body.items]
         for (i, item), row, tr in zip(flat, logits, truncated):
