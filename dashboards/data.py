@@ -94,12 +94,17 @@ def analysis_table(name: str, tbl: str) -> pl.DataFrame | None:
     return _table(str(p), _mtime(p), None) if p.exists() else None
 
 
-def runs() -> list[Path]:
+def _homes(sub: str, marker: str) -> list[Path]:
+    """Folders under WS/<sub>/ holding <marker> (WS/runs/*/config.json, WS/attacks/*/attack.json)."""
     ws = workspace()
-    root = ws / "runs" if ws else None
+    root = ws / sub if ws else None
     if root is None or not root.exists():
         return []
-    return sorted(p for p in root.iterdir() if (p / "config.json").exists())
+    return sorted(p for p in root.iterdir() if (p / marker).exists())
+
+
+def runs() -> list[Path]:
+    return _homes("runs", "config.json")
 
 
 def read_json(path: Path) -> dict | None:
@@ -132,11 +137,7 @@ def eval_detail(run: Path, kind: str) -> pl.DataFrame | None:
 
 
 def attacks() -> list[Path]:
-    ws = workspace()
-    root = ws / "attacks" if ws else None
-    if root is None or not root.exists():
-        return []
-    return sorted(p for p in root.iterdir() if (p / "attack.json").exists())
+    return _homes("attacks", "attack.json")
 
 
 @st.cache_resource(show_spinner="loading the model...")

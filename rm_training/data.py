@@ -167,8 +167,13 @@ def load_rated(workspace: Path, name: str, tokenizer, split: str | None, attribu
     return out
 
 
+def truncate_left(full: list[list[int]], max_length: int) -> tuple[list[list[int]], list[bool]]:
+    """Keep the last max_length tokens of each text (the response and the last turns) and say
+    which texts were cut. Training, evaluation and serving all truncate through here."""
+    return [x[-max_length:] for x in full], [len(x) > max_length for x in full]
+
+
 def tokenize(tokenizer, texts: list[str], max_length: int) -> tuple[list[list[int]], int]:
     """Token ids (left-truncated to max_length) and how many texts were truncated."""
-    full = tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
-    truncated = sum(len(x) > max_length for x in full)
-    return [x[-max_length:] for x in full], truncated
+    ids, cut = truncate_left(tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"], max_length)
+    return ids, sum(cut)

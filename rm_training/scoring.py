@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .data import truncate_left
+
 
 def length_buckets(lengths: list[int], batch_size: int, max_tokens: int | None = None) -> list[np.ndarray]:
     """Indices grouped into batches of similar length: sorted by length, at most `batch_size` rows
@@ -50,11 +52,7 @@ def score_token_ids(model, ids: list[list[int]], pad_id: int, batch_size: int = 
 
 def score_texts(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 32) -> tuple[np.ndarray, list[bool]]:
     """Logits per text and whether it was truncated (its end kept)."""
-    from .data import tokenize
-
-    full = tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
-    truncated = [len(x) > max_length for x in full]
-    ids, _ = tokenize(tokenizer, texts, max_length)
+    ids, truncated = truncate_left(tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"], max_length)
     return score_token_ids(model, ids, tokenizer.pad_token_id, batch_size), truncated
 
 
@@ -136,8 +134,7 @@ class Scorer:
     def encode_texts(self, texts: list[str]) -> tuple[list[list[int]], list[bool]]:
         if not texts:
             return [], []
-        full = self.tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
-        return [x[-self.max_length:] for x in full], [len(x) > self.max_length for x in full]
+        return truncate_left(self.tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"], self.max_length)
 
     def encode(self, items: list[Item]) -> tuple[list[list[int]], list[bool]]:
         return self.encode_texts([self.text(it) for it in items])
