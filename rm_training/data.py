@@ -52,6 +52,17 @@ class Pairs:
     def __len__(self) -> int:
         return len(self.pair_id)
 
+    def add(self, pair_id, chosen, rejected, strength, label, subset=None, style=(None, None), chosen_id="", rejected_id="") -> None:
+        self.pair_id.append(pair_id)
+        self.chosen.append(chosen)
+        self.rejected.append(rejected)
+        self.strength.append(float(strength))
+        self.label.append(float(label))
+        self.subset.append(subset)
+        self.style.append(style)
+        self.chosen_id.append(chosen_id)
+        self.rejected_id.append(rejected_id)
+
 
 def load_pairs(workspace: Path, name: str, tokenizer, split: str | None, ties: str = "drop", soft_labels: bool = False) -> Pairs:
     if ties not in ("drop", "half"):
@@ -88,15 +99,8 @@ def load_pairs(workspace: Path, name: str, tokenizer, split: str | None, ties: s
         else:
             lab = 0.5 if s == 0 else 1.0
         st = style_of.get(p["pair_id"], (None, None))
-        out.pair_id.append(p["pair_id"])
-        out.chosen.append(render(tokenizer, chosen["context"], chosen["response"]))
-        out.rejected.append(render(tokenizer, rejected["context"], rejected["response"]))
-        out.strength.append(abs(float(s)))
-        out.label.append(float(lab))
-        out.subset.append(p["subset"])
-        out.style.append(st if a_better else (st[1], st[0]))
-        out.chosen_id.append(chosen["response_id"])
-        out.rejected_id.append(rejected["response_id"])
+        out.add(p["pair_id"], render(tokenizer, chosen["context"], chosen["response"]), render(tokenizer, rejected["context"], rejected["response"]),
+                abs(float(s)), lab, p["subset"], st if a_better else (st[1], st[0]), chosen["response_id"], rejected["response_id"])
     if not len(out):
         raise UsageError(f"dataset {name!r} has no usable pairs in split {split or 'all'} (ties dropped: --ties half keeps them)")
     return out

@@ -215,15 +215,7 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
     if objective in ("bt", "meanvar"):
         pairs = load_pairs(workspace, name, tokenizer, split, ties=cfg.ties, soft_labels=cfg.soft_labels)
         for ctx, good, bad in extra_pairs or []:
-            pairs.pair_id.append(f"adv:{len(pairs.pair_id)}")
-            pairs.chosen.append(render(tokenizer, ctx, good))
-            pairs.rejected.append(render(tokenizer, ctx, bad))
-            pairs.strength.append(1.0)
-            pairs.label.append(1.0)
-            pairs.subset.append("adversarial")
-            pairs.style.append((None, None))
-            pairs.chosen_id.append("")
-            pairs.rejected_id.append("")
+            pairs.add(f"adv:{len(pairs)}", render(tokenizer, ctx, good), render(tokenizer, ctx, bad), 1.0, 1.0, "adversarial")
         c_ids, n_tc = tokenize(tokenizer, pairs.chosen, cfg.max_length)
         r_ids, n_tr = tokenize(tokenizer, pairs.rejected, cfg.max_length)
         data = {"chosen_ids": c_ids, "rejected_ids": r_ids, "strength": pairs.strength, "label": pairs.label,
