@@ -112,7 +112,7 @@ class AttackConfig:
     ensemble: list[str] = field(default_factory=list)  # given ensemble runs (else trained here)
     retrain_epochs: float = 1.0
     adversarial_share: float = 0.25  # adversarial pairs repeated up to this share of the training pairs
-    retrain_learning_rate: float = 2e-4  # fine-tuning from the previous round: a fifth of the from-scratch default keeps clean accuracy
+    retrain_learning_rate: float = 2e-4  # fine-tuning from the previous round: below the from-scratch default keeps clean accuracy
     seed: int = 0
     train_overrides: list[str] = field(default_factory=list)  # --key value for the ensemble and retraining
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Optional
 
 from transformers import TrainingArguments
 
@@ -13,6 +14,19 @@ from helpsteer.schema import HELPSTEER_ATTRIBUTES
 
 # Nemotron-4-340B-Reward: scalar reward from the five HelpSteer attributes
 NEMOTRON_WEIGHTS = {"helpfulness": 0.3, "correctness": 0.74, "coherence": 0.46, "complexity": 0.47, "verbosity": -0.33}
+
+
+def native_bf16() -> bool:
+    """Whether bf16 matmuls run natively here: a CUDA GPU with bf16, or a CPU whose oneDNN has
+    bf16 kernels (AVX512-BF16 / AMX). Elsewhere bf16 is emulated and slower than fp32."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 @dataclass
@@ -31,8 +45,8 @@ class RewardConfig(TrainingArguments):
     use_lora: bool = field(default=False, metadata={"help": "LoRA adapters (peft) instead of full fine-tuning, for large local backbones."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     output_dir: str = field(default=None, metadata={"help": "The run directory (default WS/runs/<name>-<objective>)."})
-    learning_rate: float = field(default=1e-3, metadata={"help": "AdamW peak learning rate; 1e-3 suits the small presets trained from scratch (use ~1e-5 to fine-tune a pretrained backbone)."})
-    per_device_train_batch_size: int = field(default=16, metadata={"help": "Pairs (bt) or responses (regression) per step and device."})
+    learning_rate: float = field(default=5e-4, metadata={"help": "AdamW peak learning rate; 5e-4 suits the small presets trained from scratch (measured on synthetic data: 1e-3 and 2e-3 learn the facts markedly slower; use ~1e-5 to fine-tune a pretrained backbone)."})
+    per_device_train_batch_size: int = field(default=8, metadata={"help": "Pairs (bt) or responses (regression) per step and device. Small models from scratch learn per step: 8 reaches in 2 epochs what 32 does not in 5."})
     per_device_eval_batch_size: int = field(default=32, metadata={"help": "Items per evaluation batch."})
     num_train_epochs: float = field(default=2.0, metadata={"help": "Epochs over the training pairs."})
     warmup_steps: float = field(default=0.05, metadata={"help": "Linear warm-up: steps, or a share of all steps when below 1."})
@@ -45,12 +59,17 @@ class RewardConfig(TrainingArguments):
     dataloader_num_workers: int = field(default=0, metadata={"help": "Data loader processes."})
     dataloader_pin_memory: bool = field(default=False, metadata={"help": "Pin host memory for GPU transfers (off: CPU by default)."})
     seed: int = field(default=0, metadata={"help": "Seed of initialisation, shuffling and dropout."})
+    bf16: Optional[bool] = field(default=None, metadata={"help": "bf16 autocast (weights and optimizer stay fp32). Default: on where the hardware multiplies bf16 natively (a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX), as TRL does; --bf16 false for fp32."})
 
     def __post_init__(self):
+        import torch
+
+        if self.bf16 is None:
+            self.bf16 = native_bf16() and not self.fp16
+        if self.bf16 and not torch.cuda.is_available():
+            self.use_cpu = True  # transformers only autocasts on CPU when told it is a CPU run
         # under torchrun on a machine without CUDA, DDP runs over gloo
         if self.ddp_backend is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            import torch
-
             if not torch.cuda.is_available():
                 self.ddp_backend = "gloo"
                 self.use_cpu = True  # without it accelerate sets up no process group on CPU

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .data import truncate_left
+from .modeling import short_ssd_chunks
 
 
 def length_buckets(lengths: list[int], batch_size: int, max_tokens: int | None = None) -> list[np.ndarray]:
@@ -108,11 +109,7 @@ class Scorer:
         # caches beyond ~1k tokens (measured: 1024 gives the most sequences/s on the small preset)
         self.max_tokens = (1024 if on_cpu else 65536) if max_tokens == 0 else max_tokens
         if on_cpu:
-            # the chunked SSD scan is exact for any chunk length; the reference path pads every
-            # sequence to a multiple of it, so short chunks waste less on short texts
-            for m in self.model.modules():
-                if hasattr(m, "chunk_size") and isinstance(m.chunk_size, int) and m.chunk_size > 32:
-                    m.chunk_size = 32
+            short_ssd_chunks(self.model)
         self.default_principle = getattr(cfg, "default_principle", None)
 
     @property

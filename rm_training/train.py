@@ -254,6 +254,10 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
     announce(f"{objective}: {n_examples} training examples from {name!r} (split {split or 'all'}), {truncated} texts truncated to {cfg.max_length} tokens")
 
     model = build_model(cfg, tokenizer, num_labels)
+    if cfg.use_cpu or not torch.cuda.is_available():
+        from .modeling import short_ssd_chunks
+
+        short_ssd_chunks(model)
     trainer = RewardTrainer(model=model, args=cfg, train_dataset=datasets.Dataset.from_dict(data), data_collator=collator,
                             callbacks=[MetricsFile(run_dir / "metrics.jsonl")], reward_args=cfg)
     stats = None
@@ -273,16 +277,19 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
             std_t, mean_t = (torch.tensor(x, dtype=head.weight.dtype) for x in (stats[1], stats[0]))
             head.weight.mul_(std_t[:, None])
             head.bias.mul_(std_t).add_(mean_t)
-    # reward normalisation statistics over the training data (scalar reward = logits @ weights)
-    from .scoring import score_token_ids
+    # reward normalisation statistics: the final model's outputs on the last (up to 512) texts it
+    # was trained on, recorded during training; by then the learning rate has decayed to almost
+    # nothing, so they are the final weights' rewards to a close approximation, without a scoring
+    # pass that would cost a tenth of a short run
+    logits = np.array(trainer.recent_logits, dtype=np.float64)
+    if len(logits) < 64:  # (a resumed run with nothing left to train) score a sample instead
+        from .scoring import score_token_ids
 
-    texts_ids = data["chosen_ids"] + data["rejected_ids"] if "chosen_ids" in data else data["input_ids"]
-    if len(texts_ids) > 512:
-        # a fixed random sample estimates the mean and std well and keeps this pass a small
-        # fraction of the run (a full pass costs about a third of a training epoch)
-        pick = np.random.default_rng(cfg.seed).choice(len(texts_ids), 512, replace=False)
-        texts_ids = [texts_ids[i] for i in sorted(pick)]
-    logits = score_token_ids(trainer.model, texts_ids, tokenizer.pad_token_id, batch_size=cfg.per_device_eval_batch_size)
+        texts_ids = data["chosen_ids"] + data["rejected_ids"] if "chosen_ids" in data else data["input_ids"]
+        pick = np.random.default_rng(cfg.seed).choice(len(texts_ids), min(512, len(texts_ids)), replace=False)
+        logits = score_token_ids(trainer.model, [texts_ids[i] for i in sorted(pick)], tokenizer.pad_token_id, batch_size=cfg.per_device_eval_batch_size)
+    elif stats is not None:  # recorded on the z-score scale of the targets
+        logits = logits * stats[1] + stats[0]
     rewards = logits @ np.array(weights)
     if not trainer.is_world_process_zero():
         return run_dir

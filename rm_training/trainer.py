@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from pathlib import Path
 
 import torch
@@ -71,6 +71,9 @@ class RewardTrainer(Trainer):
         self.reward_args = reward_args or self.args
         self.target_stats: tuple[torch.Tensor, torch.Tensor] | None = None  # regression: per-attribute (mean, std)
         self._stats: dict[str, list[float]] = defaultdict(list)
+        # the outputs of the last texts trained on (the final weights' normalisation statistics
+        # come from them: no extra scoring pass after training)
+        self.recent_logits: deque = deque(maxlen=512)
         self._tokens = 0
         self._t0 = time.perf_counter()
 
@@ -78,6 +81,7 @@ class RewardTrainer(Trainer):
         a = self.reward_args
         out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
         self._tokens += int(inputs["attention_mask"].sum())
+        self.recent_logits.extend(out.logits.detach().float().cpu().numpy())
         if a.objective == "bt":
             r = out.logits[:, 0]
             n = r.shape[0] // 2
