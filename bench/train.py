@@ -80,7 +80,7 @@ def truth_regression(run: Path, synth: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--prompts", type=int, default=4000)
-    ap.add_argument("--epochs", type=float, default=2)
+    ap.add_argument("--epochs", type=float, default=3)
     ap.add_argument("--out", default=str(ROOT / "bench" / "RESULTS.md"))
     args = ap.parse_args()
     synth, ws = WORK / f"synth-train-{args.prompts}", WORK / "ws-train"
