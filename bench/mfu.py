@@ -1,5 +1,6 @@
 """Model FLOP utilisation of `helpsteer train` on the small preset at sequence length 512 (HH-RLHF
-texts, which are long), against the measured fp32 matmul peak of the machine, in one run.
+texts, which are long), against the measured matmul peak of the machine in the same precision
+(bf16 autocast, the default where the CPU has native bf16, and fp32), in one run.
 
 Run:  .venv/bin/python bench/mfu.py [--steps 30] [--out bench/RESULTS.md]"""
 
@@ -36,26 +37,34 @@ def main() -> None:
         subprocess.run([HS, "ingest", str(HH), "--workspace", str(ws), "--name", "hh"], check=True, capture_output=True, env=env)
         # the file is HH-RLHF's test split: re-split by prompt so there is a train split
         subprocess.run([HS, "split", "--workspace", str(ws), "--name", "hh", "--eval-fraction", "0.2", "--seed", "0"], check=True, capture_output=True, env=env)
-    run = ws / "runs" / "mfu"
-    subprocess.run([HS, "train", "--workspace", str(ws), "--name", "hh", "--objective", "bt", "--backbone", "small", "--max_length", "512",
-                    "--max_steps", str(args.steps), "--per_device_train_batch_size", str(args.batch_size), "--logging_steps", "5",
-                    "--save_strategy", "no", "--out", str(run)], check=True, capture_output=True, env=env)
-    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    tps = [x["tokens_per_s"] for x in lines if "tokens_per_s" in x][1:]  # the first window includes start-up
-    tps = float(np.median(tps))
     from rm_training.backbones import build_config, flops_per_token
+    from rm_training.config import native_bf16
 
-    vocab = json.loads((run / "config.json").read_text())["vocab_size"]
-    fpt = flops_per_token(build_config("small", vocab), 512)
-    peak = matmul_peak()
-    mfu = tps * fpt / 1e9 / peak
+    rows = []
+    for precision in (["bfloat16"] if native_bf16() else []) + ["float32"]:
+        run = ws / "runs" / f"mfu-{precision}"
+        subprocess.run([HS, "train", "--workspace", str(ws), "--name", "hh", "--objective", "bt", "--backbone", "small", "--max_length", "512",
+                        "--max_steps", str(args.steps), "--per_device_train_batch_size", str(args.batch_size), "--logging_steps", "5",
+                        "--bf16", str(precision == "bfloat16").lower(), "--save_strategy", "no", "--out", str(run)], check=True, capture_output=True, env=env)
+        lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+        tps = float(np.median([x["tokens_per_s"] for x in lines if "tokens_per_s" in x][1:]))  # the first window includes start-up
+        vocab = json.loads((run / "config.json").read_text())["vocab_size"]
+        fpt = flops_per_token(build_config("small", vocab), 512)
+        peak = matmul_peak(precision)
+        mfu = tps * fpt / 1e9 / peak
+        rows.append(f"| {precision}{' (the default here)' if precision == 'bfloat16' or not native_bf16() else ' (`--bf16 false`)'} | {tps:,.0f} | {tps * fpt / 1e9:.1f} | "
+                    f"{peak:.0f} | **{mfu * 100:.1f}%** ({'met' if mfu >= 0.35 else 'NOT met'}) |")
+    table = "\n".join(rows)
     section = f"""## MFU at sequence length 512
 
 Command: `.venv/bin/python bench/mfu.py --steps {args.steps} --batch-size {args.batch_size}` ({os.cpu_count()} cores). `helpsteer train --objective bt
---backbone small --max_length 512` on HH-RLHF harmless (long conversations, length-grouped batches),
-median tokens/s of the logged windows after the first: {tps:,.0f} tokens/s x {fpt / 1e6:.1f} MFLOP/token
-(forward + backward, 6N + attention at 512) = {tps * fpt / 1e9:.1f} GFLOP/s against the measured fp32 matmul
-peak {peak:.0f} GFLOP/s: **MFU {mfu * 100:.1f}%** (goal >= 35%: {"met" if mfu >= 0.35 else "NOT met"}).
+--backbone small --max_length 512` on HH-RLHF harmless (long conversations, length-grouped batches), in each
+precision; median tokens/s of the logged windows after the first x {fpt / 1e6:.1f} MFLOP/token (forward + backward,
+6N + attention at 512), against the measured matmul peak of the same precision (1024 x 1024 matmuls).
+
+| precision | tokens/s | GFLOP/s | peak GFLOP/s | MFU (goal >= 35%) |
+|---|---|---|---|---|
+{table}
 """
     _write_section(Path(args.out), "## MFU at sequence length 512", section)
     print(section)
