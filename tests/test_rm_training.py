@@ -47,6 +47,28 @@ def test_reward_ignores_padding_side_and_batch_composition(tiny_model):
     assert abs(tiny_model(input_ids=ids, attention_mask=mask).logits[0, 0].item() - alone[0]) < 1e-5
 
 
+def test_pair_batches_scored_in_length_sorted_halves_match_one_forward(tiny_model):
+    """The trainer scores a pair batch whose texts differ much in length in two length-sorted halves
+    (less padding): the outputs and the gradients equal one padded forward pass."""
+    import types
+
+    from rm_training.trainer import RewardTrainer, _pad
+
+    torch.manual_seed(1)
+    ids, mask = _pad([torch.randint(5, 200, (n,)).tolist() for n in (10, 12, 90, 95, 11, 80, 9, 85)], 0)
+    trainer = RewardTrainer.__new__(RewardTrainer)
+    trainer.args = types.SimpleNamespace(world_size=1)
+    grads = []
+    for fwd in (lambda: trainer._forward(tiny_model, ids, mask), lambda: tiny_model(input_ids=ids, attention_mask=mask)):
+        tiny_model.zero_grad()
+        out = fwd().logits
+        (out[:4] - out[4:]).sigmoid().log().sum().backward()
+        grads.append((out.detach().clone(), torch.cat([p.grad.flatten() for p in tiny_model.parameters() if p.grad is not None])))
+    assert torch.allclose(grads[0][0], grads[1][0], atol=1e-5)
+    assert torch.allclose(grads[0][1], grads[1][1], atol=1e-5)
+    tiny_model.zero_grad()
+
+
 def test_last_token_index_any_padding():
     mask = torch.tensor([[1, 1, 1, 0, 0], [0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
     assert last_token_index(mask, mask).tolist() == [2, 4, 4]
