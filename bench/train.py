@@ -135,7 +135,7 @@ def main() -> None:
         "TRL RewardTrainer and the HH-RLHF 80/20 comparison: section below (`bench/trl_compare.py`); MFU at sequence length 512: `bench/mfu.py`.", "",
         "| run | wall | result |", "|---|---|---|", *rows, "",
     ])
-    _write_section(Path(args.out), "## Training", section)
+    _write_section(Path(args.out), "## Training (`bench/train.py`)", section)
 
 
 if __name__ == "__main__":
