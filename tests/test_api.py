@@ -6,6 +6,7 @@ fuzzing from the OpenAPI schema with zero 5xx; `helpsteer score` files."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -214,7 +215,12 @@ def test_schemathesis_fuzzing_finds_no_server_error(runs, tmp_path):
         st = [sys.executable, "-m", "schemathesis.cli", "run", srv.url + "/openapi.json", "--checks", "not_a_server_error",
               "--max-examples", "40", "--phases", "examples,coverage,fuzzing", "--workers", "2", "--request-timeout", "60"]
         p = subprocess.run(st, cwd=ROOT, capture_output=True, text=True, timeout=900)
-        assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]
+        if p.returncode != 0:
+            # schemathesis' own example generator can crash inside CPython 3.11's compile()
+            # ("SystemError: AST constructor recursion depth mismatch"): not a finding against the
+            # server, so then every generated case must have passed and no check may have failed
+            m = re.search(r"(\d+) generated, (\d+) passed", p.stdout)
+            assert "AST constructor recursion depth mismatch" in p.stdout and m and m.group(1) == m.group(2) and "Failures:" not in p.stdout, p.stdout[-4000:] + p.stderr[-2000:]
         five = [x for x in httpx.get(srv.url + "/metrics").text.splitlines() if x.startswith("helpsteer_requests_total") and 'status="5' in x]
         assert not five, five
     finally:
