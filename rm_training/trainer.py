@@ -74,7 +74,7 @@ class ShuffledLengthGroupedSampler(LengthGroupedSampler):
     longest batch to its shortest: 50 consecutive steps of ever-shorter texts. On reward data,
     where length carries signal (verbosity, detail), that sweep makes the gradient sequence far
     from i.i.d.: measured on synthetic HelpSteer2 data (small preset, 3 epochs), correctness
-    Pearson 0.85 with shuffled batches vs 0.25 with the ordered sweep."""
+    Pearson 0.86 with shuffled batches vs 0.30 with the ordered sweep."""
 
     def __iter__(self):
         order = get_length_grouped_indices(self.lengths, self.batch_size, generator=self.generator)
