@@ -291,8 +291,26 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
     elif stats is not None:  # recorded on the z-score scale of the targets
         logits = logits * stats[1] + stats[0]
     rewards = logits @ np.array(weights)
-    if not trainer.is_world_process_zero():
-        return run_dir
+    if trainer.is_world_process_zero():
+        _save_run(trainer, tokenizer, cfg, run_dir, objective, attributes, weights, rewards, manifest, name, n_examples, truncated, split)
+        announce(f"run written to {run_dir}")
+    _end_distributed(trainer)
+    return run_dir
+
+
+def _end_distributed(trainer) -> None:
+    """Under torchrun, wait until rank 0 has written the run, then shut the process group down: a
+    rank that exits with gloo's threads still running aborts ("terminate called without an active
+    exception", SIGABRT) and torchrun reports the whole job as failed."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        trainer.accelerator.wait_for_everyone()
+        dist.destroy_process_group()
+
+
+def _save_run(trainer, tokenizer, cfg: RewardConfig, run_dir: Path, objective: str, attributes: list, weights: list, rewards: np.ndarray,
+              manifest: dict, name: str, n_examples: int, truncated: int, split) -> None:
     final = trainer.model.merge_and_unload() if cfg.use_lora else trainer.model
     final.config.objective = objective
     final.config.reward_attributes = attributes
@@ -307,8 +325,6 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
     final.save_pretrained(run_dir, safe_serialization=True)
     tokenizer.save_pretrained(run_dir)
     _write_records(run_dir, cfg, manifest, name, n_examples, truncated, split)
-    announce(f"run written to {run_dir}")
-    return run_dir
 
 
 def _write_records(run_dir: Path, cfg: RewardConfig, manifest: dict, name: str, n_examples: int, truncated: int, split) -> None:

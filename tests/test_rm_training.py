@@ -220,7 +220,8 @@ def test_torchrun_two_processes_match_one(pref_ws):
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "helpsteer.cli"]
     p = subprocess.run([*torchrun, *args, "--per_device_train_batch_size", "8", "--out", "ddp"], cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"),
                        capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.returncode == 0, "\n".join(x for x in p.stderr.splitlines() if x.strip() and "it/s]" not in x)[-4000:]  # without progress bars
+    assert "terminate called" not in p.stderr  # every rank shut its process group down before exiting
 
     def losses(run):
         rows = [json.loads(x) for x in (ws / "runs" / run / "metrics.jsonl").read_text().splitlines()]
