@@ -1,12 +1,18 @@
-"""Model FLOP utilisation of `helpsteer train` on the small preset at sequence length 512 (HH-RLHF
-texts, which are long), against the measured matmul peak of the machine in the same precision
-(bf16 autocast, the default where the CPU has native bf16, and fp32), in one run.
+"""Model FLOP utilisation of `helpsteer train` on the small preset at sequence length 512, against
+the measured matmul peak of the machine in the same precision (bf16 autocast, the default where the
+CPU has native bf16, and fp32), in one run.
+
+HH-RLHF conversations average about 150 tokens, so on their own they measure short sequences. Each
+record here is packed: the transcripts of the 4 records before it become earlier turns of its
+conversation (HH-RLHF's own format, ingested as such), and `--max_length 512` keeps the last 512
+tokens, so nearly every trained sequence is 512 tokens long.
 
 Run:  .venv/bin/python bench/mfu.py [--steps 30] [--out bench/RESULTS.md]"""
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import subprocess
@@ -24,6 +30,17 @@ HS = str(ROOT / ".venv" / "bin" / "helpsteer")
 HH = ROOT.parent / "shared" / "data" / "hh-rlhf-harmless-test" / "harmless-base" / "test.jsonl.gz"
 
 
+def pack(path: Path, previous: int) -> str:
+    """HH-RLHF records (JSONL) whose chosen/rejected transcripts are preceded by the chosen
+    transcripts of the `previous` records before them, as earlier turns."""
+    rows = [json.loads(x) for x in gzip.open(path, "rt", encoding="utf-8") if x.strip()]
+    out = []
+    for i, r in enumerate(rows):
+        prefix = "".join(rows[j]["chosen"] for j in range(max(0, i - previous), i))
+        out.append(json.dumps({"chosen": prefix + r["chosen"], "rejected": prefix + r["rejected"]}))
+    return "\n".join(out) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=30)
@@ -33,20 +50,24 @@ def main() -> None:
     work = WORK / "mfu"
     ws = work / "ws"
     env = dict(os.environ, TRANSFORMERS_VERBOSITY="error")
-    if not (ws / "datasets" / "hh").exists():
-        subprocess.run([HS, "ingest", str(HH), "--workspace", str(ws), "--name", "hh"], check=True, capture_output=True, env=env)
-        # the file is HH-RLHF's test split: re-split by prompt so there is a train split
-        subprocess.run([HS, "split", "--workspace", str(ws), "--name", "hh", "--eval-fraction", "0.2", "--seed", "0"], check=True, capture_output=True, env=env)
+    if not (ws / "datasets" / "hh512").exists():
+        packed = work / "hh-packed.jsonl"
+        packed.parent.mkdir(parents=True, exist_ok=True)
+        packed.write_text(pack(HH, previous=4))
+        subprocess.run([HS, "ingest", str(packed), "--workspace", str(ws), "--name", "hh512"], check=True, capture_output=True, env=env)
+        subprocess.run([HS, "split", "--workspace", str(ws), "--name", "hh512", "--eval-fraction", "0.2", "--seed", "0"], check=True, capture_output=True, env=env)
     from rm_training.backbones import build_config, flops_per_token
     from rm_training.config import native_bf16
 
     rows = []
     for precision in (["bfloat16"] if native_bf16() else []) + ["float32"]:
         run = ws / "runs" / f"mfu-{precision}"
-        subprocess.run([HS, "train", "--workspace", str(ws), "--name", "hh", "--objective", "bt", "--backbone", "small", "--max_length", "512",
+        subprocess.run([HS, "train", "--workspace", str(ws), "--name", "hh512", "--objective", "bt", "--backbone", "small", "--max_length", "512",
                         "--max_steps", str(args.steps), "--per_device_train_batch_size", str(args.batch_size), "--logging_steps", "5",
                         "--bf16", str(precision == "bfloat16").lower(), "--save_strategy", "no", "--out", str(run)], check=True, capture_output=True, env=env)
         lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+        info = json.loads((run / "run_config.json").read_text())["run"]
+        trunc = f"{info['truncated']:,} of {2 * info['n_examples']:,} texts reach the 512-token limit"
         tps = float(np.median([x["tokens_per_s"] for x in lines if "tokens_per_s" in x][1:]))  # the first window includes start-up
         vocab = json.loads((run / "config.json").read_text())["vocab_size"]
         fpt = flops_per_token(build_config("small", vocab), 512)
@@ -58,8 +79,8 @@ def main() -> None:
     section = f"""## MFU at sequence length 512
 
 Command: `.venv/bin/python bench/mfu.py --steps {args.steps} --batch-size {args.batch_size}` ({os.cpu_count()} cores). `helpsteer train --objective bt
---backbone small --max_length 512` on HH-RLHF harmless (long conversations, length-grouped batches), in each
-precision; median tokens/s of the logged windows after the first x {fpt / 1e6:.1f} MFLOP/token (forward + backward,
+--backbone small --max_length 512` on HH-RLHF harmless packed to 512 tokens (each record preceded by the 4
+records before it as earlier turns; {trunc}), in each precision; median tokens/s of the logged windows after the first x {fpt / 1e6:.1f} MFLOP/token (forward + backward,
 6N + attention at 512), against the measured matmul peak of the same precision (1024 x 1024 matmuls).
 
 | precision | tokens/s | GFLOP/s | peak GFLOP/s | MFU (goal >= 35%) |

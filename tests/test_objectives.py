@@ -124,6 +124,7 @@ def test_meanvar_loss_is_thurstonian():
     args = MeanVarConfig(output_dir="/tmp/unused-meanvar", report_to=[], use_cpu=True)
     tr = RewardTrainer.__new__(RewardTrainer)
     tr.args, tr.reward_args, tr._stats, tr._tokens, tr.recent_logits = args, args, __import__("collections").defaultdict(list), 0, __import__("collections").deque(maxlen=512)
+    tr._sdpa_model = False  # (no attention to switch)
     loss = tr.compute_loss(Fixed(logits), {"input_ids": torch.zeros(4, 2, dtype=torch.long), "attention_mask": torch.ones(4, 2), "label": p, "strength": torch.ones(2)})
     mu, lv = logits[:, 0].numpy(), logits[:, 1].numpy()
     z = (mu[:2] - mu[2:]) / np.sqrt(np.exp(lv[:2]) + np.exp(lv[2:]))

@@ -50,14 +50,11 @@ def test_reward_ignores_padding_side_and_batch_composition(tiny_model):
 def test_pair_batches_scored_in_length_sorted_halves_match_one_forward(tiny_model):
     """The trainer scores a pair batch whose texts differ much in length in two length-sorted halves
     (less padding): the outputs and the gradients equal one padded forward pass."""
-    import types
-
-    from rm_training.trainer import RewardTrainer, _pad
+    from rm_training.trainer import _pad
 
     torch.manual_seed(1)
     ids, mask = _pad([torch.randint(5, 200, (n,)).tolist() for n in (10, 12, 90, 95, 11, 80, 9, 85)], 0)
-    trainer = RewardTrainer.__new__(RewardTrainer)
-    trainer.args = types.SimpleNamespace(world_size=1)
+    trainer = _bare_trainer()
     grads = []
     for fwd in (lambda: trainer._forward(tiny_model, ids, mask), lambda: tiny_model(input_ids=ids, attention_mask=mask)):
         tiny_model.zero_grad()
@@ -67,6 +64,48 @@ def test_pair_batches_scored_in_length_sorted_halves_match_one_forward(tiny_mode
     assert torch.allclose(grads[0][0], grads[1][0], atol=1e-5)
     assert torch.allclose(grads[0][1], grads[1][1], atol=1e-5)
     tiny_model.zero_grad()
+
+
+def _bare_trainer():
+    """A RewardTrainer with only what `_forward` reads (single process on CPU)."""
+    import types
+
+    from rm_training.trainer import RewardTrainer
+
+    trainer = RewardTrainer.__new__(RewardTrainer)
+    trainer.args = types.SimpleNamespace(world_size=1, device=torch.device("cpu"))
+    trainer.accelerator = types.SimpleNamespace(unwrap_model=lambda m: m)
+    trainer._sdpa_model = None
+    return trainer
+
+
+def test_eager_attention_on_short_batches_matches_sdpa():
+    """On CPU the trainer runs batches up to EAGER_ATTENTION_MAX_WIDTH tokens wide with eager
+    attention and wider ones with SDPA: the outputs and gradients equal SDPA's on padded batches,
+    for a Llama (attention in every layer) and the NemotronH head."""
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    from rm_training.trainer import EAGER_ATTENTION_MAX_WIDTH, _pad
+
+    torch.manual_seed(2)
+    llama = LlamaForSequenceClassification(LlamaConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                                       num_key_value_heads=2, max_position_embeddings=1024, pad_token_id=0, num_labels=1))
+    nemo = NemotronHForSequenceClassification(build_config("tiny", vocab_size=300, num_labels=1))
+    for model in (llama, nemo):
+        assert model.config._attn_implementation == "sdpa"
+        for width in (40, EAGER_ATTENTION_MAX_WIDTH + 20):
+            ids, mask = _pad([torch.randint(5, 300, (n,)).tolist() for n in (width, width // 2, width - 3, 7)], 0)
+            trainer, results = _bare_trainer(), []
+            for fwd in (lambda: trainer._call(model, ids, mask), lambda: model(input_ids=ids, attention_mask=mask)):
+                model.zero_grad()
+                out = fwd().logits
+                used = model.config._attn_implementation
+                model.set_attn_implementation("sdpa")
+                (out[:2] - out[2:]).sigmoid().log().sum().backward()
+                results.append((used, out.detach().clone(), torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])))
+            assert results[0][0] == ("eager" if width <= EAGER_ATTENTION_MAX_WIDTH else "sdpa") and results[1][0] == "sdpa"
+            assert torch.allclose(results[0][1], results[1][1], atol=1e-5), (type(model).__name__, width)
+            assert torch.allclose(results[0][2], results[1][2], atol=1e-5), (type(model).__name__, width)
 
 
 def test_last_token_index_any_padding():
