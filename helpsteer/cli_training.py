@@ -63,6 +63,7 @@ def register(app: typer.Typer) -> None:
         ensemble_size: int = typer.Option(2, "--ensemble-size", help="Ensemble members (trained when fewer are given)."),
         retrain_epochs: float = typer.Option(1.0, "--retrain-epochs", help="Epochs of each adversarial retraining (from the previous round's weights)."),
         retrain_learning_rate: float = typer.Option(2e-4, "--retrain-learning-rate", help="Learning rate of the retraining (fine-tuning: lower than from scratch)."),
+        transfer: int = typer.Option(4, "--transfer", help="Replay each successful edit sequence on this many other training responses as extra adversarial pairs (0: only the successful attacks)."),
         seed: int = typer.Option(0, "--seed", help="Seed of prompt sampling and the search."),
     ) -> None:
         """Adv-RM: find responses the model over-rewards (while an ensemble disagrees), retrain on them, attack again; writes DIR/attack.json.
@@ -71,7 +72,7 @@ def register(app: typer.Typer) -> None:
 
         cfg = AttackConfig(rounds=rounds, n_prompts=prompts, n_train_prompts=train_prompts, steps=steps, ensemble=[str(p) for p in ensemble or []],
                            ensemble_size=ensemble_size, retrain_epochs=retrain_epochs,
-                           retrain_learning_rate=retrain_learning_rate, seed=seed, train_overrides=list(ctx.args))
+                           retrain_learning_rate=retrain_learning_rate, transfer=transfer, seed=seed, train_overrides=list(ctx.args))
         res = run_attack(model, workspace, name, out=out, cfg=cfg, announce=_err)
         from rich.console import Console
         from rich.table import Table

@@ -6,7 +6,8 @@ prompt) and hill-climbs on (target reward up, ensemble reward down): an ensemble
 trained reward models disagreeing with the target is the out-of-distribution signal. An attack
 succeeds when the target scores it above the original and the ensemble (mean) below it. Each
 further round retrains the model with (original, successful attack) as (chosen, rejected) pairs
-from the training prompts and attacks the retrained model again on the held-out prompts.
+from the training prompts, each successful edit sequence also replayed on a few other training
+responses, and attacks the retrained model again on the held-out prompts.
 
   helpsteer attack --model RUN --workspace WS --name NAME [--out DIR] [--rounds 2]"""
 
@@ -112,6 +113,7 @@ class AttackConfig:
     ensemble: list[str] = field(default_factory=list)  # given ensemble runs (else trained here)
     retrain_epochs: float = 1.0
     adversarial_share: float = 0.25  # adversarial pairs repeated up to this share of the training pairs
+    transfer: int = 4  # each successful edit sequence is also replayed on this many other training responses
     retrain_learning_rate: float = 2e-4  # fine-tuning from the previous round: below the from-scratch default keeps clean accuracy
     seed: int = 0
     train_overrides: list[str] = field(default_factory=list)  # --key value for the ensemble and retraining
@@ -183,6 +185,26 @@ def search(target: Scorer, ensemble: list[Scorer], contexts: list[list[dict]], p
     return out
 
 
+def replay(sequences: list[list[str]], pairs: pl.DataFrame, times: int, seed: int) -> list[tuple]:
+    """(context, chosen, edited chosen) pairs: each edit sequence that fooled the model, replayed on
+    `times` other training responses. The operators cannot improve a response, so every replay is
+    a worse response whether or not it fools the model too: the retrained model learns the edit,
+    not one instance of it (a few dozen successful attacks alone barely move a reward model)."""
+    if not sequences or times <= 0 or pairs.height == 0:
+        return []
+    rng = np.random.default_rng(seed)
+    ctx, prompt, chosen = pairs["context"].to_list(), pairs["prompt"].to_list(), pairs["chosen"].to_list()
+    out = []
+    for ops in sequences:
+        for j in rng.choice(pairs.height, min(times, pairs.height), replace=False):
+            text = chosen[j]
+            for op in ops:
+                text = OPERATORS[op](rng, text, prompt[j])
+            if text != chosen[j]:
+                out.append((ctx[j], chosen[j], text))
+    return out
+
+
 def _train(workspace, name, out: Path, objective: str, base_overrides: list[str], extra=None, announce=None) -> Path:
     from .train import run_training
 
@@ -244,7 +266,9 @@ def run_attack(model: Path, workspace: Path, name: str, out: Path | None = None,
             # adversarial training: attacks on the training prompts become rejected responses
             found = search(current, ensemble, train_sel["context"].to_list(), train_sel["prompt"].to_list(), train_sel["chosen"].to_list(),
                            cfg.steps, cfg.seed + 1000 * rnd)
-            adv_pairs += [(c, f["original"], f["attacked"]) for c, f in zip(train_sel["context"].to_list(), found) if f["success"]]
+            hits = [(c, f) for c, f in zip(train_sel["context"].to_list(), found) if f["success"]]
+            adv_pairs += [(c, f["original"], f["attacked"]) for c, f in hits]
+            adv_pairs += replay([f["operators"] for _, f in hits], train_pairs, cfg.transfer, cfg.seed + 1000 * rnd + 7)
             # few successful attacks among thousands of clean pairs would barely move the model:
             # repeat them up to a quarter of the training pairs (Adv-RM mixes them in substantially)
             reps = max(1, round(cfg.adversarial_share * max(train_pairs.height, 1) / max(len(adv_pairs), 1)))

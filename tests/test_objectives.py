@@ -167,6 +167,22 @@ def test_attack_operators_never_add_content():
     assert "France" in OPERATORS["swap_fact"](rng, "The capital of France is Paris.", p)
 
 
+def test_successful_edit_sequences_are_replayed_on_other_training_responses():
+    import polars as pl
+
+    from rm_training.attack import replay
+
+    chosen = [f"The capital of {c} is {a}. It is a large city." for c, a in (("France", "Paris"), ("Spain", "Madrid"), ("Peru", "Lima"), ("Chile", "Santiago"))]
+    pairs = pl.DataFrame({"context": [[{"role": "user", "content": f"q{i}"}] for i in range(4)], "prompt": [f"q{i}" for i in range(4)], "chosen": chosen})
+    out = replay([["repeat"], ["truncate", "flattery"]], pairs, 3, seed=0)
+    assert len(out) == 6  # every operator changes the text
+    for ctx, good, bad in out:
+        i = chosen.index(good)
+        assert ctx == pairs["context"][i].to_list() and bad != good
+    assert {good for _, good, _ in out[:3]} != {chosen[0]}  # different responses per sequence
+    assert replay([], pairs, 3, seed=0) == [] and replay([["repeat"]], pairs, 0, seed=0) == []
+
+
 @pytest.mark.slow
 def test_attack_loop_writes_rounds_and_examples(ws):
     assert run_cli("train", "--workspace", ws, "--name", "pref", "--objective", "bt", *TINY, "--num_train_epochs", "2", "--out", "target") == 0

@@ -241,7 +241,7 @@ def test_torchrun_two_processes_match_one(pref_ws):
     """torchrun --nproc_per_node 2 (gloo on CPU) trains with DDP and follows the single-process
     loss curve at the same global batch and data order (sequential sampling) within 1e-4 relative."""
     import os
-    import socket
+    import signal
     import subprocess
     import sys
 
@@ -253,14 +253,18 @@ def test_torchrun_two_processes_match_one(pref_ws):
             "--dataloader_drop_last", "true",  # a ragged last batch is padded differently under DDP (accelerate even_batches)
             "--bf16", "false"]  # fp32: bf16 rounding differs between a batch of 16 and two of 8
     assert run_cli(*args, "--per_device_train_batch_size", "16", "--out", "single") == 0
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "helpsteer.cli"]
-    p = subprocess.run([*torchrun, *args, "--per_device_train_batch_size", "8", "--out", "ddp"], cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"),
-                       capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, "\n".join(x for x in p.stderr.splitlines() if x.strip() and "it/s]" not in x)[-4000:]  # without progress bars
-    assert "terminate called" not in p.stderr  # every rank shut its process group down before exiting
+    # --standalone: torchrun binds a free port itself (no window for another process to take it)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "helpsteer.cli"]
+    p = subprocess.Popen([*torchrun, *args, "--per_device_train_batch_size", "8", "--out", "ddp"], cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, err = p.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        _, err = p.communicate()
+    log = "\n".join(x for x in err.splitlines() if x.strip() and "it/s]" not in x)[-4000:]  # without progress bars
+    assert p.returncode == 0, log
+    assert "terminate called" not in err  # every rank shut its process group down before exiting
 
     def losses(run):
         rows = [json.loads(x) for x in (ws / "runs" / run / "metrics.jsonl").read_text().splitlines()]
