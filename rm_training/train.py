@@ -299,14 +299,23 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
 
 
 def _end_distributed(trainer) -> None:
-    """Under torchrun, wait until rank 0 has written the run, then shut the process group down: a
-    rank that exits with gloo's threads still running aborts ("terminate called without an active
-    exception", SIGABRT) and torchrun reports the whole job as failed."""
+    """Under torchrun, wait until rank 0 has written the run, then release the DDP wrapper (its
+    reducer holds the process group) and shut the process group down while every rank is still
+    connected. A rank that exits with gloo's threads running aborts ("terminate called without an
+    active exception"); one whose DDP reducer is freed after the group was destroyed and its peer
+    has gone can block for ever joining gloo's threads (seen under load)."""
+    import gc
+
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
-        trainer.accelerator.wait_for_everyone()
-        dist.destroy_process_group()
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    trainer.accelerator.wait_for_everyone()
+    trainer.model_wrapped = trainer.model
+    trainer.accelerator.free_memory()  # drops the accelerator's references to the wrapped model
+    gc.collect()
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 def _save_run(trainer, tokenizer, cfg: RewardConfig, run_dir: Path, objective: str, attributes: list, weights: list, rewards: np.ndarray,
