@@ -6,7 +6,10 @@ knowledge table (the same facts recur across prompts), a response is right or wr
 fact, coherent or word-scrambled, padded with 0-4 filler sentences (verbosity), more or less
 technical (complexity), or a refusal. The annotator pool plants what the analysis must find:
 per-annotator bias and noise, a few spammers who answer at random, and two style camps (lovers
-of long answers, lovers of short ones) who split on pairs that differ only in length.
+of long answers, lovers of short ones) who split on pairs that differ only in length. The camps
+judge a long answer (3-4 filler sentences) by its length and are indifferent to the length of
+the others, so a long answer is polarising on its own, whatever it is compared with: the
+per-response disagreement a mean-variance reward model can learn and a Bradley-Terry margin cannot.
 
 Writes (under --out):
   helpsteer2/train.jsonl.gz, helpsteer2/validation.jsonl.gz        aggregated ratings (HelpSteer2 layout)
@@ -57,9 +60,10 @@ class SynthConfig:
     seed: int = 0
     n_prompts: int = 400
     n_annotators: int = 24  # pool size
-    n_spammers: int = 3  # annotators who answer at random
+    n_spammers: int = 2  # annotators who answer at random
     style_fraction: float = 0.7  # share of non-spammers in a style camp (half like long, half short)
     style_pair_fraction: float = 0.25  # prompts whose two responses differ only in length
+    style_effect: float = 2.0  # how much a style camp adds to (lovers) or takes from (haters) a long answer's helpfulness
     multiturn_fraction: float = 0.2
     validation_fraction: float = 0.1
 
@@ -112,12 +116,13 @@ class _Pool:
         camp = rng.permutation(normal)[: int(round(len(normal) * cfg.style_fraction))]
         self.style[camp[: len(camp) // 2]] = 1
         self.style[camp[len(camp) // 2 :]] = -1
+        self.style_effect = cfg.style_effect
         self.emails = [f"annotator{i:02d}@example.com" for i in range(n)]
 
     def perceived(self, k: int, attrs: dict[str, int]) -> float:
         """How helpful annotator k finds a response (before noise)."""
-        # style camps: +1.2 for the length they like, -1.2 for the one they do not
-        return attrs["helpfulness"] + self.bias[k] + 1.2 * self.style[k] * np.sign(attrs["verbosity"] - 2)
+        # style camps: lovers of long answers add style_effect to a long answer, haters take it off
+        return attrs["helpfulness"] + self.bias[k] + self.style_effect * self.style[k] * float(attrs["verbosity"] >= 3)
 
     def rate(self, rng, k: int, attrs: dict[str, int]) -> dict[str, int]:
         if self.spammer[k]:

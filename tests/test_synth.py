@@ -56,7 +56,7 @@ def test_planted_truth_is_consistent_and_learnable(synth_dir, ws):
     truth = [json.loads(line) for line in (synth_dir / "truth" / "responses.jsonl").open()]
     annotators = [json.loads(line) for line in (synth_dir / "truth" / "annotators.jsonl").open()]
     pairs = [json.loads(line) for line in (synth_dir / "truth" / "pairs.jsonl").open()]
-    assert sum(a["spammer"] for a in annotators) == 3 and {a["style"] for a in annotators} == {-1, 0, 1}
+    assert sum(a["spammer"] for a in annotators) == 2 and {a["style"] for a in annotators} == {-1, 0, 1}
     assert any(p["style_pair"] for p in pairs)
     # truth response ids are the ingest ids
     assert run_cli("ingest", synth_dir / "helpsteer2" / "train.jsonl.gz", synth_dir / "helpsteer2" / "validation.jsonl.gz", "--workspace", ws, "--name", "hs2") == 0
@@ -71,6 +71,24 @@ def test_planted_truth_is_consistent_and_learnable(synth_dir, ws):
     resp = table(ws, "hs2", "responses")
     assert resp.group_by("prompt_id").agg(pl.col("split").n_unique().alias("n"))["n"].max() == 1
     assert manifest(ws, "hs2")["sources"][0]["quarantined"] == 0
+
+
+def test_long_answers_divide_annotators_whatever_they_are_compared_with(synth_dir):
+    """The style camps judge long answers only, so disagreement is a property of the response: the
+    spread of a long answer's helpfulness ratings is much larger than the others' (what a
+    mean-variance model's sigma can learn), and pairs with exactly one long answer diverge more
+    often than pairs with two."""
+    truth = [json.loads(x) for x in (synth_dir / "truth" / "responses.jsonl").open()]
+    verbosity = {t["response"]: t["verbosity"] for t in truth}  # the same text has the same verbosity
+    rows = _read_gz(synth_dir / "helpsteer2" / "disagreements" / "disagreements.jsonl.gz")
+    long = np.array([verbosity[r["response"]] >= 3 for r in rows])
+    spread = np.array([np.var(r["helpfulness"], ddof=1) for r in rows])
+    assert spread[long].mean() > 2 * spread[~long].mean()
+    by_id = {t["response_id"]: t for t in truth}
+    pairs = [json.loads(x) for x in (synth_dir / "truth" / "pairs.jsonl").open()]
+    n_long = np.array([sum(by_id[p[k]]["verbosity"] >= 3 for k in ("response_a_id", "response_b_id")) for p in pairs])
+    div = np.array([min(p["votes"].values()) < 0 < max(p["votes"].values()) for p in pairs])
+    assert div[n_long == 1].mean() > div[n_long == 2].mean() + 0.1
 
 
 def test_scales_without_blowing_up(tmp_path):
