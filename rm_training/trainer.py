@@ -211,9 +211,13 @@ class RewardTrainer(Trainer):
             loss = -(p * torch.special.log_ndtr(z) + (1 - p) * torch.special.log_ndtr(-z)).mean()
             if a.nll_weight and "rating_stats" in inputs:
                 # Gaussian NLL of each response's ratings under N(mu, var), from their sufficient
-                # statistics (count k, mean m, variance v): sum_i (r_i - mu)^2 = k (v + (m - mu)^2)
+                # statistics (count k, mean m, variance v): sum_i (r_i - mu)^2 = k (v + (m - mu)^2).
+                # The variance is the annotators' spread: its gradient sees the spread around the
+                # ratings' own mean (v, unbiased), not the model's error on the mean (m - mu)^2,
+                # which would otherwise inflate every sigma alike and hide which responses divide people.
                 k, m, v = inputs["rating_stats"].to(mu.dtype).unbind(-1)
-                nll = 0.5 * k * log_var + k * (v + (m - mu) ** 2) / (2 * var)
+                v = torch.where(k > 1, v * k / (k - 1).clamp(min=1), v)
+                nll = 0.5 * k * log_var + k * v / (2 * var) + k * (m - mu) ** 2 / (2 * var.detach())
                 loss = loss + a.nll_weight * nll.sum() / k.sum().clamp(min=1)
             with torch.no_grad():
                 self._stats["loss"].append(float(loss))

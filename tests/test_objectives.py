@@ -132,6 +132,46 @@ def test_meanvar_loss_is_thurstonian():
     assert float(loss) == pytest.approx(want, rel=1e-5)
 
 
+def test_meanvar_nll_fits_the_variance_to_the_annotators_spread():
+    """NLL term: 0.5 k log var + k v' / (2 var) + k (m - mu)^2 / (2 sg(var)), v' the unbiased rating
+    variance; the log-variance's gradient does not depend on the model's error on the mean."""
+    from rm_training.config import MeanVarConfig
+    from rm_training.trainer import RewardTrainer
+
+    class Fixed(torch.nn.Module):
+        def __init__(self, logits):
+            super().__init__()
+            self.logits = torch.nn.Parameter(logits.clone())
+
+        def forward(self, input_ids=None, attention_mask=None):
+            from transformers.modeling_outputs import SequenceClassifierOutput
+
+            return SequenceClassifierOutput(logits=self.logits)
+
+    def run(nll_weight, means):
+        args = MeanVarConfig(output_dir="/tmp/unused-meanvar", report_to=[], use_cpu=True, nll_weight=nll_weight)
+        tr = RewardTrainer.__new__(RewardTrainer)
+        tr.args, tr.reward_args, tr._stats, tr._tokens, tr.recent_logits = args, args, __import__("collections").defaultdict(list), 0, __import__("collections").deque(maxlen=512)
+        tr._sdpa_model = False
+        model = Fixed(torch.tensor([[1.0, 0.0], [0.2, -1.0], [0.0, 0.5], [0.5, 0.3]]))
+        stats = torch.tensor([[3.0, means[0], 0.5], [4.0, means[1], 1.0], [1.0, means[2], 0.0], [5.0, means[3], 2.0]])  # (k, mean, var ddof=0)
+        loss = tr.compute_loss(model, {"input_ids": torch.zeros(4, 2, dtype=torch.long), "attention_mask": torch.ones(4, 2), "label": torch.tensor([0.8, 0.5]),
+                                       "strength": torch.ones(2), "rating_stats": stats})
+        loss.backward()
+        return float(loss), model.logits.grad[:, 1].clone(), model.logits.detach()
+
+    base, _, _ = run(0.0, [2.0, 1.0, 3.0, 0.5])
+    with_nll, g1, logits = run(1.0, [2.0, 1.0, 3.0, 0.5])
+    mu, var = logits[:, 0].numpy(), np.exp(logits[:, 1].numpy())
+    k, m, v = np.array([3.0, 4, 1, 5]), np.array([2.0, 1, 3, 0.5]), np.array([0.5, 1.0, 0.0, 2.0])
+    v = np.where(k > 1, v * k / np.maximum(k - 1, 1), v)
+    want = (0.5 * k * np.log(var) + k * v / (2 * var) + k * (m - mu) ** 2 / (2 * var)).sum() / k.sum()
+    assert with_nll - base == pytest.approx(want, rel=1e-5)
+    _, g2, _ = run(1.0, [3.5, -1.0, 0.0, 4.0])  # other rating means, same spread
+    _, g0, _ = run(0.0, [0.0, 0.0, 0.0, 0.0])
+    assert torch.allclose(g1, g2) and not torch.allclose(g1, g0)
+
+
 def test_meanvar_run_reports_divergence_next_to_bt(ws):
     assert run_cli("train", "--workspace", ws, "--name", "pref", "--objective", "meanvar", *TINY, "--num_train_epochs", "1", "--out", "mv") == 0
     assert run_cli("train", "--workspace", ws, "--name", "pref", "--objective", "bt", *TINY, "--num_train_epochs", "1", "--out", "bt") == 0
