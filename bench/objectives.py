@@ -41,7 +41,10 @@ def main() -> None:
         sh("synth", "--out", str(syn), "--prompts", str(args.prompts), "--seed", "21")
     if not (ws / "datasets" / "hs2").exists():
         sh("ingest", str(syn / "helpsteer2" / "train.jsonl.gz"), str(syn / "helpsteer2" / "validation.jsonl.gz"), "--workspace", str(ws), "--name", "hs2")
-        sh("ingest", str(syn / "helpsteer2" / "preference" / "preference.jsonl.gz"), "--workspace", str(ws), "--name", "pref")
+        # the preference pairs with the per-annotator ratings of the same responses (the mean-variance
+        # model's NLL term fits each response's rating spread)
+        sh("ingest", str(syn / "helpsteer2" / "preference" / "preference.jsonl.gz"), str(syn / "helpsteer2" / "disagreements" / "disagreements.jsonl.gz"),
+           "--workspace", str(ws), "--name", "pref")
         sh("analyze", "--workspace", str(ws), "--name", "pref")
     small = ["--backbone", "small", "--max_length", "128", "--save_strategy", "no"]
     runs = ws / "runs"
@@ -51,26 +54,36 @@ def main() -> None:
         return (runs / r / "eval.json").exists()
 
     prev = json.loads((work / "times.json").read_text()) if (work / "times.json").exists() else {}
-    t.update({k: v for k, v in prev.items() if done(k.replace("_base", ""))})
+    t.update({k: v for k, v in prev.items() if done(k) or (k == "regression_base" and (runs / "regression-base" / "config.json").exists())
+              or (k == "attack" and (work / "attack" / "attack.json").exists()) or (k == "bt_scratch" and (runs / "bt-scratch" / "config.json").exists())})
     for k in ("principle", "meanvar", "bt"):
         if done(k) and k not in t:  # no wall time recorded: the trainer's own train_runtime (start-up excluded)
             lines = [json.loads(x) for x in (runs / k / "metrics.jsonl").read_text().splitlines()]
             t[k] = next(x["train_runtime"] for x in lines if "train_runtime" in x)
+    # RLBFF fine-tunes a pretrained model and HelpSteer2-Preference starts BT from a regression model;
+    # here the "pretrained" backbone of all three is a regression reward model trained from scratch on
+    # the same synthetic ratings (3 epochs); the responses are the same in hs2 and pref
+    base = runs / "regression-base"
+    if not (base / "config.json").exists():
+        t["regression_base"] = sh("train", "--workspace", str(ws), "--name", "hs2", "--objective", "regression", *small, "--num_train_epochs", "3",
+                                  "--out", "regression-base")
     if not done("principle"):
-        # RLBFF fine-tunes a pretrained model; here the "pretrained" backbone is a regression reward
-        # model trained from scratch on the same ratings (3 epochs), then 1 epoch of principle BCE
-        t["principle_base"] = sh("train", "--workspace", str(ws), "--name", "hs2", "--objective", "regression", *small, "--num_train_epochs", "3",
-                                 "--out", "principle-base")
         t["principle"] = sh("train", "--workspace", str(ws), "--name", "hs2", "--objective", "principle", *small, "--num_train_epochs", "1",
-                            "--principles_per_response", "2", "--init_from", str(runs / "principle-base"), "--out", "principle")
+                            "--principles_per_response", "5", "--init_from", str(base), "--out", "principle")
         sh("eval", "--model", str(runs / "principle"), "--workspace", str(ws), "--name", "hs2")
     for r in ("meanvar", "bt"):
         if not done(r):
-            t[r] = sh("train", "--workspace", str(ws), "--name", "pref", "--objective", r, *small, "--num_train_epochs", "2", "--out", r)
+            extra = ["--nll_weight", "1"] if r == "meanvar" else []
+            t[r] = sh("train", "--workspace", str(ws), "--name", "pref", "--objective", r, *small, "--num_train_epochs", "2", *extra,
+                      "--init_from", str(base), "--out", r)
             sh("eval", "--model", str(runs / r), "--workspace", str(ws), "--name", "pref")
+    # the attack's target: a BT model trained from scratch (2 epochs), as the ensemble the attack trains
+    if not (runs / "bt-scratch" / "config.json").exists():
+        t["bt_scratch"] = sh("train", "--workspace", str(ws), "--name", "pref", "--objective", "bt", *small, "--num_train_epochs", "2", "--out", "bt-scratch")
+    if not ((work / "attack" / "attack.json").exists() and "attack" in t):  # an attack loop of an earlier invocation is reused too
+        t["attack"] = sh("attack", "--model", str(runs / "bt-scratch"), "--workspace", str(ws), "--name", "pref", "--out", str(work / "attack"), "--rounds", "2",
+                         "--prompts", "150", "--train-prompts", "300", "--steps", "16")
     (work / "times.json").write_text(json.dumps(t))
-    t["attack"] = sh("attack", "--model", str(runs / "bt"), "--workspace", str(ws), "--name", "pref", "--out", str(work / "attack"), "--rounds", "2",
-                     "--prompts", "150", "--train-prompts", "300", "--steps", "16")
     pe = json.loads((runs / "principle" / "eval.json").read_text())
     mv = json.loads((runs / "meanvar" / "eval.json").read_text())
     bt = json.loads((runs / "bt" / "eval.json").read_text())
@@ -88,6 +101,11 @@ def main() -> None:
     agree = [bool(best.get(key(e["context"], e["original"]))) for e in ex0]
     truth_share = sum(agree) / len(agree) if agree else None
     fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+
+    def goal(auc):
+        ok = auc is not None and auc >= 0.7 and auc >= (bt.get("divergence_auroc") or 0) + 0.05
+        return f"{fmt(auc)}, {'met' if ok else 'NOT met'}"
+
     rounds = "\n".join(f"| {r['round']} | {fmt(r['attack_success_rate'])} | {fmt(r['clean_accuracy'])} | {r['n_prompts']} | {r['n_adversarial_pairs']} |" for r in att["rounds"])
     first, last = att["rounds"][0], att["rounds"][-1]
     drop = first["attack_success_rate"] - last["attack_success_rate"]
@@ -97,8 +115,10 @@ def main() -> None:
 
 Command: `{cmd}` (synthetic data, seed 21; small preset, max length 128; times are whole-command wall times, or the trainer's train_runtime for runs reused from an earlier invocation).
 
-Principle model: a regression run (3 epochs, {t.get('principle_base', 0):.0f} s), then `--objective principle --init_from` it
-(1 epoch, 2 rating-derived principles sampled per response, {t['principle']:.0f} s):
+Starting point of the three models below: a regression run on the ratings (3 epochs, {t.get('regression_base', 0):.0f} s).
+
+Principle model: `--objective principle --init_from` the regression run (1 epoch, 5 rating-derived
+principles sampled per response, {t['principle']:.0f} s):
 
 | metric | value | goal |
 |---|---|---|
@@ -107,16 +127,22 @@ Principle model: a regression run (3 epochs, {t.get('principle_base', 0):.0f} s)
 | principle_accuracy_heldout_phrasings | {fmt(pe.get('principle_accuracy_heldout_phrasings'))} | >= 0.85: {"met" if (pe.get('principle_accuracy_heldout_phrasings') or 0) >= 0.85 else "NOT met"} |
 | principle_accuracy_trained_phrasings | {fmt(pe.get('principle_accuracy_trained_phrasings'))} | |
 
-Mean-variance vs plain BT on the same pairs (2 epochs each; {t['meanvar']:.0f} s and {t['bt']:.0f} s):
+Mean-variance (`--nll_weight 1`: the NLL term on the per-annotator helpfulness ratings, ingested
+with the pairs from the HelpSteer2 `disagreements` layout) vs plain BT on the same pairs, both
+`--init_from` the regression run (2 epochs each; {t['meanvar']:.0f} s and {t['bt']:.0f} s):
 
 | model | accuracy | unanimous accuracy | diverging accuracy | divergence AUROC (-abs z or -abs margin) | divergence AUROC (sigma) |
 |---|---|---|---|---|---|
 | meanvar | {fmt(mv.get('accuracy'))} | {fmt(mv.get('unanimous_accuracy'))} | {fmt(mv.get('diverging_accuracy'))} | {fmt(mv.get('divergence_auroc'))} | {fmt(mv.get('divergence_auroc_sigma'))} |
 | bt | {fmt(bt.get('accuracy'))} | {fmt(bt.get('unanimous_accuracy'))} | {fmt(bt.get('diverging_accuracy'))} | {fmt(bt.get('divergence_auroc'))} | - |
 
-Goal: mean-var divergence AUROC >= 0.7 and clearly above BT's: {"met" if (mv.get('divergence_auroc') or 0) >= 0.7 and (mv.get('divergence_auroc') or 0) > (bt.get('divergence_auroc') or 0) + 0.05 else "NOT met"}.
+Goal: mean-var divergence AUROC >= 0.7 and clearly above BT's (taken here as at least 0.05 above), for each
+divergence score the issue names: -|z| = -|mu_A - mu_B| / sqrt(var_A + var_B): {goal(mv.get('divergence_auroc'))};
+predicted sigma (var_A + var_B): {goal(mv.get('divergence_auroc_sigma'))}. BT's score is -|margin| ({fmt(bt.get('divergence_auroc'))}).
+One run on {mv.get('n_unanimous', 0) + mv.get('n_diverging', 0)} validation pairs: an AUROC moves by about 0.04 (one standard error) between samples of this size.
 
-Adv-RM loop (`helpsteer attack --rounds 2 --prompts 150 --train-prompts 300 --steps 16`, ensemble of 2 trained by it; {t['attack']:.0f} s):
+Adv-RM loop against a BT model trained from scratch (`helpsteer train --objective bt --num_train_epochs 2`, {t.get('bt_scratch', 0):.0f} s),
+`helpsteer attack --rounds 2 --prompts 150 --train-prompts 300 --steps 16`, ensemble of 2 trained by it; {t['attack']:.0f} s):
 
 | round | attack success rate | clean accuracy | prompts | adversarial pairs so far |
 |---|---|---|---|---|
