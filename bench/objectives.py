@@ -54,8 +54,10 @@ def main() -> None:
         return (runs / r / "eval.json").exists()
 
     prev = json.loads((work / "times.json").read_text()) if (work / "times.json").exists() else {}
-    t.update({k: v for k, v in prev.items() if done(k) or (k == "regression_base" and (runs / "regression-base" / "config.json").exists())
-              or (k == "attack" and (work / "attack" / "attack.json").exists()) or (k == "bt_scratch" and (runs / "bt-scratch" / "config.json").exists())})
+    # a recorded time counts while its output still exists
+    output = {"regression_base": runs / "regression-base" / "config.json", "bt_scratch": runs / "bt-scratch" / "config.json",
+              "attack": work / "attack" / "attack.json", **{k: runs / k / "eval.json" for k in ("principle", "meanvar", "bt")}}
+    t.update({k: v for k, v in prev.items() if k in output and output[k].exists()})
     for k in ("principle", "meanvar", "bt"):
         if done(k) and k not in t:  # no wall time recorded: the trainer's own train_runtime (start-up excluded)
             lines = [json.loads(x) for x in (runs / k / "metrics.jsonl").read_text().splitlines()]
@@ -64,7 +66,7 @@ def main() -> None:
     # here the "pretrained" backbone of all three is a regression reward model trained from scratch on
     # the same synthetic ratings (3 epochs); the responses are the same in hs2 and pref
     base = runs / "regression-base"
-    if not (base / "config.json").exists():
+    if not output["regression_base"].exists():
         t["regression_base"] = sh("train", "--workspace", str(ws), "--name", "hs2", "--objective", "regression", *small, "--num_train_epochs", "3",
                                   "--out", "regression-base")
     if not done("principle"):
@@ -78,9 +80,9 @@ def main() -> None:
                       "--init_from", str(base), "--out", r)
             sh("eval", "--model", str(runs / r), "--workspace", str(ws), "--name", "pref")
     # the attack's target: a BT model trained from scratch (2 epochs), as the ensemble the attack trains
-    if not (runs / "bt-scratch" / "config.json").exists():
+    if not output["bt_scratch"].exists():
         t["bt_scratch"] = sh("train", "--workspace", str(ws), "--name", "pref", "--objective", "bt", *small, "--num_train_epochs", "2", "--out", "bt-scratch")
-    if not ((work / "attack" / "attack.json").exists() and "attack" in t):  # an attack loop of an earlier invocation is reused too
+    if "attack" not in t:  # an attack loop of an earlier invocation is reused too
         t["attack"] = sh("attack", "--model", str(runs / "bt-scratch"), "--workspace", str(ws), "--name", "pref", "--out", str(work / "attack"), "--rounds", "2",
                          "--prompts", "150", "--train-prompts", "300", "--steps", "16")
     (work / "times.json").write_text(json.dumps(t))

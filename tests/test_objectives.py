@@ -103,29 +103,40 @@ def test_principle_run_trains_loads_scores_and_evaluates(ws):
     assert any(v["heldout"] for v in ev["per_principle"].values()) and {"brier", "ece"} <= set(ev["principle_calibration"])
 
 
-def test_meanvar_loss_is_thurstonian():
-    """The trainer's mean-var loss equals -[p log Phi(z) + (1-p) log Phi(-z)], z = (mu_c - mu_r) / sqrt(var_c + var_r)."""
+class _Fixed(torch.nn.Module):
+    """A "model" whose logits are parameters: the loss and its gradients without a backbone."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = torch.nn.Parameter(logits.clone())
+
+    def forward(self, input_ids=None, attention_mask=None):
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        return SequenceClassifierOutput(logits=self.logits)
+
+
+def _meanvar_loss(logits, label, **inputs):
+    """The trainer's mean-var loss on fixed logits (chosen rows, then rejected), and the model."""
     from rm_training.config import MeanVarConfig
     from rm_training.trainer import RewardTrainer
 
-    class Fixed(torch.nn.Module):
-        def __init__(self, logits):
-            super().__init__()
-            self.logits = logits
-            self.w = torch.nn.Parameter(torch.zeros(1))
-
-        def forward(self, input_ids=None, attention_mask=None):
-            from transformers.modeling_outputs import SequenceClassifierOutput
-
-            return SequenceClassifierOutput(logits=self.logits + self.w)
-
-    logits = torch.tensor([[1.0, 0.0], [0.2, -1.0], [0.0, 0.5], [0.5, 0.3]])  # chosen rows, then rejected
-    p = torch.tensor([0.8, 0.5])
-    args = MeanVarConfig(output_dir="/tmp/unused-meanvar", report_to=[], use_cpu=True)
+    args = MeanVarConfig(output_dir="/tmp/unused-meanvar", report_to=[], use_cpu=True, nll_weight=inputs.pop("nll_weight", 0.0))
     tr = RewardTrainer.__new__(RewardTrainer)
     tr.args, tr.reward_args, tr._stats, tr._tokens, tr.recent_logits = args, args, __import__("collections").defaultdict(list), 0, __import__("collections").deque(maxlen=512)
     tr._sdpa_model = False  # (no attention to switch)
-    loss = tr.compute_loss(Fixed(logits), {"input_ids": torch.zeros(4, 2, dtype=torch.long), "attention_mask": torch.ones(4, 2), "label": p, "strength": torch.ones(2)})
+    model = _Fixed(logits)
+    n = logits.shape[0]
+    loss = tr.compute_loss(model, {"input_ids": torch.zeros(n, 2, dtype=torch.long), "attention_mask": torch.ones(n, 2), "label": label,
+                                   "strength": torch.ones(n // 2), **inputs})
+    return loss, model
+
+
+def test_meanvar_loss_is_thurstonian():
+    """The trainer's mean-var loss equals -[p log Phi(z) + (1-p) log Phi(-z)], z = (mu_c - mu_r) / sqrt(var_c + var_r)."""
+    logits = torch.tensor([[1.0, 0.0], [0.2, -1.0], [0.0, 0.5], [0.5, 0.3]])  # chosen rows, then rejected
+    p = torch.tensor([0.8, 0.5])
+    loss, _ = _meanvar_loss(logits, p)
     mu, lv = logits[:, 0].numpy(), logits[:, 1].numpy()
     z = (mu[:2] - mu[2:]) / np.sqrt(np.exp(lv[:2]) + np.exp(lv[2:]))
     want = -np.mean(p.numpy() * norm.logcdf(z) + (1 - p.numpy()) * norm.logcdf(-z))
@@ -135,40 +146,23 @@ def test_meanvar_loss_is_thurstonian():
 def test_meanvar_nll_fits_the_variance_to_the_annotators_spread():
     """NLL term: 0.5 k log var + k v' / (2 var) + k (m - mu)^2 / (2 sg(var)), v' the unbiased rating
     variance; the log-variance's gradient does not depend on the model's error on the mean."""
-    from rm_training.config import MeanVarConfig
-    from rm_training.trainer import RewardTrainer
-
-    class Fixed(torch.nn.Module):
-        def __init__(self, logits):
-            super().__init__()
-            self.logits = torch.nn.Parameter(logits.clone())
-
-        def forward(self, input_ids=None, attention_mask=None):
-            from transformers.modeling_outputs import SequenceClassifierOutput
-
-            return SequenceClassifierOutput(logits=self.logits)
+    logits = torch.tensor([[1.0, 0.0], [0.2, -1.0], [0.0, 0.5], [0.5, 0.3]])
 
     def run(nll_weight, means):
-        args = MeanVarConfig(output_dir="/tmp/unused-meanvar", report_to=[], use_cpu=True, nll_weight=nll_weight)
-        tr = RewardTrainer.__new__(RewardTrainer)
-        tr.args, tr.reward_args, tr._stats, tr._tokens, tr.recent_logits = args, args, __import__("collections").defaultdict(list), 0, __import__("collections").deque(maxlen=512)
-        tr._sdpa_model = False
-        model = Fixed(torch.tensor([[1.0, 0.0], [0.2, -1.0], [0.0, 0.5], [0.5, 0.3]]))
         stats = torch.tensor([[3.0, means[0], 0.5], [4.0, means[1], 1.0], [1.0, means[2], 0.0], [5.0, means[3], 2.0]])  # (k, mean, var ddof=0)
-        loss = tr.compute_loss(model, {"input_ids": torch.zeros(4, 2, dtype=torch.long), "attention_mask": torch.ones(4, 2), "label": torch.tensor([0.8, 0.5]),
-                                       "strength": torch.ones(2), "rating_stats": stats})
+        loss, model = _meanvar_loss(logits, torch.tensor([0.8, 0.5]), rating_stats=stats, nll_weight=nll_weight)
         loss.backward()
-        return float(loss), model.logits.grad[:, 1].clone(), model.logits.detach()
+        return float(loss), model.logits.grad[:, 1].clone()
 
-    base, _, _ = run(0.0, [2.0, 1.0, 3.0, 0.5])
-    with_nll, g1, logits = run(1.0, [2.0, 1.0, 3.0, 0.5])
+    base, _ = run(0.0, [2.0, 1.0, 3.0, 0.5])
+    with_nll, g1 = run(1.0, [2.0, 1.0, 3.0, 0.5])
     mu, var = logits[:, 0].numpy(), np.exp(logits[:, 1].numpy())
     k, m, v = np.array([3.0, 4, 1, 5]), np.array([2.0, 1, 3, 0.5]), np.array([0.5, 1.0, 0.0, 2.0])
     v = np.where(k > 1, v * k / np.maximum(k - 1, 1), v)
     want = (0.5 * k * np.log(var) + k * v / (2 * var) + k * (m - mu) ** 2 / (2 * var)).sum() / k.sum()
     assert with_nll - base == pytest.approx(want, rel=1e-5)
-    _, g2, _ = run(1.0, [3.5, -1.0, 0.0, 4.0])  # other rating means, same spread
-    _, g0, _ = run(0.0, [0.0, 0.0, 0.0, 0.0])
+    _, g2 = run(1.0, [3.5, -1.0, 0.0, 4.0])  # other rating means, same spread
+    _, g0 = run(0.0, [0.0, 0.0, 0.0, 0.0])
     assert torch.allclose(g1, g2) and not torch.allclose(g1, g0)
 
 
