@@ -62,16 +62,19 @@ def main() -> None:
         if done(k) and k not in t:  # no wall time recorded: the trainer's own train_runtime (start-up excluded)
             lines = [json.loads(x) for x in (runs / k / "metrics.jsonl").read_text().splitlines()]
             t[k] = next(x["train_runtime"] for x in lines if "train_runtime" in x)
+    reused = sorted(t)  # outputs of an earlier invocation, not rerun here
     # RLBFF fine-tunes a pretrained model and HelpSteer2-Preference starts BT from a regression model;
     # here the "pretrained" backbone of all three is a regression reward model trained from scratch on
-    # the same synthetic ratings (3 epochs); the responses are the same in hs2 and pref
+    # the same synthetic ratings (6 epochs: at 3 it had not yet learned the fact table reliably,
+    # correctness Pearson 0.35 vs 0.73); the responses are the same in hs2 and pref
     base = runs / "regression-base"
     if not output["regression_base"].exists():
-        t["regression_base"] = sh("train", "--workspace", str(ws), "--name", "hs2", "--objective", "regression", *small, "--num_train_epochs", "3",
+        t["regression_base"] = sh("train", "--workspace", str(ws), "--name", "hs2", "--objective", "regression", *small, "--num_train_epochs", "6",
                                   "--out", "regression-base")
     if not done("principle"):
         t["principle"] = sh("train", "--workspace", str(ws), "--name", "hs2", "--objective", "principle", *small, "--num_train_epochs", "1",
-                            "--principles_per_response", "5", "--init_from", str(base), "--out", "principle")
+                            "--principles_per_response", "5", "--principle_augment", "0.5", "--learning_rate", "2e-4", "--init_from", str(base),
+                            "--out", "principle")
         sh("eval", "--model", str(runs / "principle"), "--workspace", str(ws), "--name", "hs2")
     for r in ("meanvar", "bt"):
         if not done(r):
@@ -112,15 +115,17 @@ def main() -> None:
     first, last = att["rounds"][0], att["rounds"][-1]
     drop = first["attack_success_rate"] - last["attack_success_rate"]
     acc_drop = first["clean_accuracy"] - last["clean_accuracy"]
+    held_rows = "\n".join(f"| {q} | {fmt(m['accuracy'])} | {fmt(m['auroc'])} |" for q, m in pe["per_principle"].items() if m["heldout"])
     cmd = f".venv/bin/python bench/objectives.py --prompts {args.prompts}"
     section = f"""## Principle, mean-variance and adversarial objectives
 
 Command: `{cmd}` (synthetic data, seed 21; small preset, max length 128; times are whole-command wall times, or the trainer's train_runtime for runs reused from an earlier invocation).
+{"Reused from an earlier invocation (their outputs were kept): " + ", ".join(reused) + "." if reused else ""}
 
-Starting point of the three models below: a regression run on the ratings (3 epochs, {t.get('regression_base', 0):.0f} s).
+Starting point of the principle, mean-variance and BT models below: a regression run on the ratings (6 epochs, {t.get('regression_base', 0):.0f} s).
 
 Principle model: `--objective principle --init_from` the regression run (1 epoch, 5 rating-derived
-principles sampled per response, {t['principle']:.0f} s):
+principles sampled per response, half of them reworded (`--principle_augment 0.5`), `--learning_rate 2e-4`, {t['principle']:.0f} s):
 
 | metric | value | goal |
 |---|---|---|
@@ -128,6 +133,12 @@ principles sampled per response, {t['principle']:.0f} s):
 | principle_auroc | {fmt(pe.get('principle_auroc'))} | |
 | principle_accuracy_heldout_phrasings | {fmt(pe.get('principle_accuracy_heldout_phrasings'))} | >= 0.85: {"met" if (pe.get('principle_accuracy_heldout_phrasings') or 0) >= 0.85 else "NOT met"} |
 | principle_accuracy_trained_phrasings | {fmt(pe.get('principle_accuracy_trained_phrasings'))} | |
+
+Per held-out phrasing (never trained on; accuracy / AUROC over the {pe.get('n_responses', 0)} validation responses):
+
+| held-out phrasing | accuracy | AUROC |
+|---|---|---|
+{held_rows}
 
 Mean-variance (`--nll_weight 1`: the NLL term on the per-annotator helpfulness ratings, ingested
 with the pairs from the HelpSteer2 `disagreements` layout) vs plain BT on the same pairs, both

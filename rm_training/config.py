@@ -106,6 +106,7 @@ class PrincipleConfig(RewardConfig):
     heldout_phrasings: int = field(default=1, metadata={"help": "Phrasings per attribute kept out of training (the last ones of rm_training/principles.py PHRASINGS), evaluated as principle_accuracy_heldout_phrasings."})
     principle_thresholds: list[float] = field(default_factory=lambda: [3.0, 3.0, 3.0, 2.0, 3.0], metadata={"help": "Rating thresholds of helpfulness, correctness, coherence, complexity, verbosity: an attribute principle holds when the label >= threshold (0-4 scale)."})
     principles_per_response: int = field(default=6, metadata={"help": "Rating-derived principles sampled per response, once per run (0 = all phrasings of all attributes)."})
+    principle_augment: float = field(default=0.5, metadata={"help": "Share of the rating-derived training principles whose frame is reworded at random (subject, verb, adverb, opening and closing phrases; rm_training/principles.py reword), so the model keys on the attribute words rather than the sentence shape. 0 = the fixed phrasings only."})
     principles_file: str = field(default=None, metadata={"help": "A JSONL of principle/label rows a user wrote: {response_id | prompt/messages + response, principle, label: Yes/No}."})
     default_principle: str = field(default="The response is helpful.", metadata={"help": "The principle used when a caller gives none (scalar reward, pairwise evaluation)."})
 

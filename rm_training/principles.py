@@ -34,6 +34,58 @@ PHRASINGS: dict[str, list[tuple[str, str]]] = {
     "verbosity": [(">=", "The response is verbose."), (">=", "The response is long and verbose."),
                   ("<", "The response is concise."), (">=", "The response is more verbose than it needs to be.")],
 }
+# Rewording of training principles (--principle_augment): a small from-scratch model trained on a
+# few fixed sentences keys on their shape (which word ends the sentence, which verb opens it), so an
+# unseen phrasing of a known principle lands wherever its shape sends it. Random rewording of the
+# frame (subject, verb, adverb, opening and closing phrases) leaves only the attribute words as the
+# signal. No rewording is a held-out phrasing, and the subjects, adverbs, openings and closings
+# added here share no content word with one (tested).
+_SUBJECTS = ("The response", "The answer", "The reply", "This response", "The assistant's answer")
+_VERBS = ("uses", "has", "includes", "shows", "contains", "gives", "makes")
+_ADVERBS = ("clearly", "really", "quite", "generally", "overall", "plainly")
+_OPENINGS = ("Overall, ", "In short, ", "As written, ", "On the whole, ", "All in all, ", "Judged as a whole, ")
+_CLOSINGS = (" overall", " as written", " in this reply", " for the user", " given the question", " on the whole", " in its answer")
+
+REWORDING_WORDS = " ".join(_SUBJECTS + _VERBS + _ADVERBS + _OPENINGS + _CLOSINGS)
+
+
+def reword(text: str, rng: np.random.Generator, words: list[str] = ()) -> str:
+    """A random rewording of a principle's frame that keeps its meaning: "The response is verbose."
+    -> "All in all, the reply is really verbose for the user." (only "The response ..." sentences).
+    Half the time 1-2 of `words` (the dataset's own vocabulary, no negations) are also inserted
+    at random places, so that words the model has not seen in a principle do not sway it."""
+    m = re.fullmatch(r"The response (is|uses|contains) (.+)\.", text)
+    if not m:
+        return text
+    verb, rest = m.groups()
+    pick = lambda xs: str(xs[int(rng.integers(len(xs)))])  # noqa: E731
+    if verb == "is":
+        if rng.random() < 0.5:
+            rest = f"{pick(_ADVERBS)} {rest}"
+    elif rng.random() < 0.7:
+        verb = pick(_VERBS)
+    out = f"{pick(_SUBJECTS) if rng.random() < 0.6 else 'The response'} {verb} {rest}"
+    if rng.random() < 0.5:
+        out += pick(_CLOSINGS)
+    if rng.random() < 0.4:
+        out = pick(_OPENINGS) + out[0].lower() + out[1:]
+    if len(words) and rng.random() < 0.5:
+        toks = out.split(" ")
+        for _ in range(int(rng.integers(1, 3))):
+            toks.insert(int(rng.integers(len(toks) + 1)), pick(words))
+        out = " ".join(toks)
+        out = out[0].upper() + out[1:]
+    return out + "."
+
+
+_NEGATIONS = frozenset({"not", "no", "never", "cannot", "nor", "none", "unable", "without", "lack", "lacks", "fails", "wrong", "incorrect"})
+
+
+def vocabulary(texts) -> list[str]:
+    """The words of some texts (letters only, 3+ characters, negations left out), sorted."""
+    return sorted({w for t in texts for w in re.findall(r"[A-Za-z]{3,}", t) if w.lower() not in _NEGATIONS})
+
+
 DEFAULT_THRESHOLDS = {"helpfulness": 3.0, "correctness": 3.0, "coherence": 3.0, "complexity": 2.0, "verbosity": 3.0}
 DEFAULT_PRINCIPLE = "The response is helpful."
 
@@ -91,9 +143,10 @@ def _labels_from_ratings(workspace: Path, name: str) -> dict[str, dict[str, floa
 
 def load_principled(workspace: Path, name: str, tokenizer, split: str | None, *, purpose: str = "train", heldout_phrasings: int = 1,
                     thresholds: dict[str, float] | None = None, per_response: int = 0, principles_file: str | None = None,
-                    seed: int = 0) -> Principled:
+                    seed: int = 0, augment: float = 0.0) -> Principled:
     """Principle examples of a dataset split. purpose="train" leaves out the held-out phrasings
-    (the last `heldout_phrasings` of each attribute); "eval" keeps them, flagged."""
+    (the last `heldout_phrasings` of each attribute) and rewords that share of the rating-derived
+    ones (`augment`, see reword); "eval" keeps the held-out phrasings, flagged, and rewords none."""
     thresholds = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
     resp = store.load_table(workspace, name, "responses", ["response_id", "context", "response", "split"])
     if split is not None:
@@ -121,6 +174,7 @@ def load_principled(workspace: Path, name: str, tokenizer, split: str | None, *,
     # 3. derived from attribute ratings, automatically when the dataset has ratings and no principle rows
     if prin.height == 0:
         labels = _labels_from_ratings(workspace, name)
+        words = vocabulary(r["response"] for r in by_id.values()) if purpose == "train" and augment else []
         for rid in by_id:
             lab = labels.get(rid)
             if not lab:
@@ -139,6 +193,8 @@ def load_principled(workspace: Path, name: str, tokenizer, split: str | None, *,
             if per_response and purpose == "train" and len(cands) > per_response:
                 cands = [cands[i] for i in rng.choice(len(cands), per_response, replace=False)]
             for text, y, held in cands:
+                if purpose == "train" and augment and rng.random() < augment:
+                    text = reword(text, rng, words)
                 emit(rid, text, y, held, "ratings")
     # 4. principle/label rows a user wrote: {"response_id" | ("prompt" or "messages") + "response", "principle", "label"}
     if principles_file:

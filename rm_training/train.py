@@ -96,10 +96,13 @@ def _texts_for_tokenizer(workspace: Path, name: str) -> list[str]:
     texts = resp["response"].to_list()
     for ctx in resp["context"].to_list():
         texts.extend(t["content"] for t in ctx)
-    from .principles import PHRASINGS
+    from .principles import PHRASINGS, REWORDING_WORDS
 
-    # principle texts too, so principle models see whole-word tokens for them
-    texts.extend(t for ph in PHRASINGS.values() for _, t in ph[:-1])
+    # principle texts too (and the words of their rewordings), so principle models see whole-word
+    # tokens for them: a few times each, as BPE merges only pairs seen at least min_frequency times
+    # (once each, "unhelpful" was u-n-he-lp-ful and "concise" shared its first piece with "contains")
+    texts.extend([t for ph in PHRASINGS.values() for _, t in ph[:-1]] * 4)
+    texts.extend([REWORDING_WORDS] * 4)
     prin = store.load_table(workspace, name, "principles", ["principle"])
     texts.extend(prin["principle"].unique().to_list() if prin.height else [])
     return texts
@@ -237,7 +240,7 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
 
         pr = load_principled(workspace, name, tokenizer, split, purpose="train", heldout_phrasings=cfg.heldout_phrasings,
                              thresholds=dict(zip(HELPSTEER_ATTRIBUTES, cfg.principle_thresholds)), per_response=cfg.principles_per_response,
-                             principles_file=cfg.principles_file, seed=cfg.seed)
+                             principles_file=cfg.principles_file, seed=cfg.seed, augment=cfg.principle_augment)
         if not len(pr):
             raise UsageError(f"dataset {name!r} has no principle data in split {split or 'all'}: it needs principle rows (helpsteer3-principle), "
                              "feedback texts, attribute ratings, or --principles_file")

@@ -12,7 +12,7 @@ import torch
 from conftest import run_cli, write_jsonl
 from scipy.stats import norm
 
-from rm_training.principles import PHRASINGS, from_feedback, load_principled
+from rm_training.principles import PHRASINGS, from_feedback, load_principled, reword
 from rm_training.scoring import Item, Scorer
 
 
@@ -59,6 +59,50 @@ def test_principles_from_ratings_hold_out_phrasings(ws):
             assert y == float(corr[rid] >= 3)
         if p == "The response contains factual errors.":
             assert y == float(corr[rid] < 3)
+
+
+def test_rewording_keeps_the_attribute_words_and_never_yields_a_heldout_phrasing(ws):
+    import re
+
+    from rm_training import principles as P
+    from rm_training.tokenizer import train_bpe
+
+    rng = np.random.default_rng(0)
+    held = [ph[-1][1] for ph in PHRASINGS.values()]
+    held_words = {w for h in held for w in re.findall(r"[a-z']+", h.lower())}
+    added = {w for x in P._SUBJECTS + P._ADVERBS + P._OPENINGS + P._CLOSINGS for w in re.findall(r"[a-z']+", x.lower())}
+    assert added & held_words <= {"the", "response", "this", "in", "as", "for"}  # function words only
+    for ph in PHRASINGS.values():
+        for _, text in ph[:-1]:
+            core = re.fullmatch(r"The response (?:is|uses|contains) (.+)\.", text).group(1)
+            outs = {reword(text, rng) for _ in range(200)}
+            assert len(outs) > 20 and not outs & set(held)
+            assert all(core in o for o in outs)
+            # with the dataset's words inserted: only those words are added, never a negation
+            noisy = [reword(text, rng, ["Paris", "legs"]) for _ in range(200)]
+            assert not set(noisy) & set(held) and 0.3 < np.mean([("Paris" in o) or ("legs" in o) for o in noisy]) < 0.7
+    assert "not" not in P.vocabulary(["I can not answer that, sorry."]) and "answer" in P.vocabulary(["I can not answer that."])
+    tok = train_bpe(["The response is helpful."] * 3, vocab_size=300)
+    plain = load_principled(ws, "hs2", tok, "train", purpose="train", per_response=0)
+    aug = load_principled(ws, "hs2", tok, "train", purpose="train", per_response=0, augment=0.5)
+    assert aug.label == plain.label and aug.response_id == plain.response_id  # the same examples, reworded
+    changed = np.mean([a != b for a, b in zip(aug.principle, plain.principle)])
+    assert 0.35 < changed < 0.55 and not set(held) & set(aug.principle)
+    ev = load_principled(ws, "hs2", tok, "validation", purpose="eval")
+    assert set(ev.principle) <= {t for ph in PHRASINGS.values() for _, t in ph}  # evaluation is never reworded
+
+
+def test_trained_tokenizer_has_whole_word_tokens_for_the_principle_words(ws):
+    import re
+
+    from rm_training.principles import REWORDING_WORDS
+    from rm_training.tokenizer import train_bpe
+    from rm_training.train import _texts_for_tokenizer
+
+    tok = train_bpe(_texts_for_tokenizer(ws, "hs2"))
+    words = {w for ph in PHRASINGS.values() for _, t in ph[:-1] for w in re.findall(r"[A-Za-z]+", t)} | set(re.findall(r"[A-Za-z]+", REWORDING_WORDS))
+    split = sorted(w for w in words if len(tok.tokenize(" " + w)) > 1)
+    assert not split, split  # "unhelpful" is one token, not u-n-he-lp-ful
 
 
 def test_principle_file_rows_and_errors(ws, tmp_path):
