@@ -103,7 +103,7 @@ class RewardTrainer(Trainer):
         try:
             return super().train(*args, **kwargs)
         finally:  # the model leaves with the attention it came with
-            if self._sdpa_model:
+            if self._sdpa_model is not None and self._sdpa_model is not False:  # (a torch.compile wrapper has no truth value)
                 self._sdpa_model.set_attn_implementation("sdpa")
 
     def _get_train_sampler(self, train_dataset=None):

@@ -353,3 +353,18 @@ def test_trl_reward_trainer_trains_a_platform_run(pref_ws, tmp_path):
     trainer.save_model(str(tmp_path / "trl-saved"))
     again = AutoModelForSequenceClassification.from_pretrained(tmp_path / "trl-saved")
     assert isinstance(again, NemotronHForSequenceClassification)
+
+
+def test_torch_compile_run_saves_a_plain_checkpoint(pref_ws):
+    """--torch_compile (transformers' flag) trains through the compiled wrapper and saves weights that
+    load with plain transformers, with the same names as an uncompiled run's."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForSequenceClassification
+
+    ws = pref_ws
+    assert run_cli("train", "--workspace", ws, "--name", "pref", "--objective", "bt", "--backbone", "tiny", "--max_steps", "3", "--max_length", "64",
+                   "--torch_compile", "true", "--save_strategy", "no", "--out", "compiled") == 0
+    run = ws / "runs" / "compiled"
+    keys = set(load_file(run / "model.safetensors"))
+    assert keys and not any("_orig_mod" in k for k in keys) and "score.weight" in keys
+    assert isinstance(AutoModelForSequenceClassification.from_pretrained(run), NemotronHForSequenceClassification)
