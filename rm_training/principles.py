@@ -37,9 +37,10 @@ PHRASINGS: dict[str, list[tuple[str, str]]] = {
 # Rewording of training principles (--principle_augment): a small from-scratch model trained on a
 # few fixed sentences keys on their shape (which word ends the sentence, which verb opens it), so an
 # unseen phrasing of a known principle lands wherever its shape sends it. Random rewording of the
-# frame (subject, verb, adverb, opening and closing phrases) leaves only the attribute words as the
-# signal. No rewording is a held-out phrasing, and the subjects, adverbs, openings and closings
-# added here share no content word with one (tested).
+# frame (subject, verb, adverb, opening and closing phrases, inserted words) leaves only the
+# attribute words as the signal. No rewording is a held-out phrasing, and the subjects, adverbs,
+# openings and closings below share no content word with one (tested); inserted words are the
+# dataset's own (whatever its responses say) or made-up letter strings.
 _SUBJECTS = ("The response", "The answer", "The reply", "This response", "The assistant's answer")
 _VERBS = ("uses", "has", "includes", "shows", "contains", "gives", "makes")
 _ADVERBS = ("clearly", "really", "quite", "generally", "overall", "plainly")
@@ -52,8 +53,9 @@ REWORDING_WORDS = " ".join(_SUBJECTS + _VERBS + _ADVERBS + _OPENINGS + _CLOSINGS
 def reword(text: str, rng: np.random.Generator, words: list[str] = ()) -> str:
     """A random rewording of a principle's frame that keeps its meaning: "The response is verbose."
     -> "All in all, the reply is really verbose for the user." (only "The response ..." sentences).
-    Half the time 1-2 of `words` (the dataset's own vocabulary, no negations) are also inserted
-    at random places, so that words the model has not seen in a principle do not sway it."""
+    Half the time 1-2 words are also inserted at random places, each one of `words` (the dataset's
+    own vocabulary, no negations) or a made-up one, so that words the model has not seen in a
+    principle do not sway it."""
     m = re.fullmatch(r"The response (is|uses|contains) (.+)\.", text)
     if not m:
         return text
@@ -72,7 +74,10 @@ def reword(text: str, rng: np.random.Generator, words: list[str] = ()) -> str:
     if len(words) and rng.random() < 0.5:
         toks = out.split(" ")
         for _ in range(int(rng.integers(1, 3))):
-            toks.insert(int(rng.integers(len(toks) + 1)), pick(words))
+            # a word of the dataset, or a made-up one (a word the tokenizer never saw is split into
+            # pieces, which is how an unseen phrasing's new words reach the model)
+            w = pick(words) if rng.random() < 0.5 else "".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), int(rng.integers(3, 10))))
+            toks.insert(int(rng.integers(len(toks) + 1)), w)
         out = " ".join(toks)
         out = out[0].upper() + out[1:]
     return out + "."
@@ -82,8 +87,8 @@ _NEGATIONS = frozenset({"not", "no", "never", "cannot", "nor", "none", "unable",
 
 
 def vocabulary(texts) -> list[str]:
-    """The words of some texts (letters only, 3+ characters, negations left out), sorted."""
-    return sorted({w for t in texts for w in re.findall(r"[A-Za-z]{3,}", t) if w.lower() not in _NEGATIONS})
+    """The words of some texts (letters only, 2+ characters, negations left out), sorted."""
+    return sorted({w for t in texts for w in re.findall(r"[A-Za-z]{2,}", t) if w.lower() not in _NEGATIONS})
 
 
 DEFAULT_THRESHOLDS = {"helpfulness": 3.0, "correctness": 3.0, "coherence": 3.0, "complexity": 2.0, "verbosity": 3.0}

@@ -78,9 +78,13 @@ def test_rewording_keeps_the_attribute_words_and_never_yields_a_heldout_phrasing
             outs = {reword(text, rng) for _ in range(200)}
             assert len(outs) > 20 and not outs & set(held)
             assert all(core in o for o in outs)
-            # with the dataset's words inserted: only those words are added, never a negation
-            noisy = [reword(text, rng, ["Paris", "legs"]) for _ in range(200)]
-            assert not set(noisy) & set(held) and 0.3 < np.mean([("Paris" in o) or ("legs" in o) for o in noisy]) < 0.7
+            # half the time 1-2 words are inserted: the dataset's (here "Paris", "legs") or made-up ones
+            noisy = [reword(text, rng, ["Paris", "legs"]) for _ in range(400)]
+            frame = set(re.findall(r"[a-z']+", (P.REWORDING_WORDS + " " + text).lower()))
+            extra = [[w for w in re.findall(r"[a-z']+", o.lower()) if w not in frame] for o in noisy]
+            assert not set(noisy) & set(held) and 0.4 < np.mean([bool(e) for e in extra]) < 0.6
+            assert all(w in ("paris", "legs") or re.fullmatch(r"[a-z]{3,9}", w) for e in extra for w in e)
+            assert 0.2 < np.mean([any(w in ("paris", "legs") for w in e) for e in extra]) < 0.45
     assert "not" not in P.vocabulary(["I can not answer that, sorry."]) and "answer" in P.vocabulary(["I can not answer that."])
     tok = train_bpe(["The response is helpful."] * 3, vocab_size=300)
     plain = load_principled(ws, "hs2", tok, "train", purpose="train", per_response=0)
