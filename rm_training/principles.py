@@ -40,7 +40,7 @@ PHRASINGS: dict[str, list[tuple[str, str]]] = {
 # frame (subject, verb, adverb, opening and closing phrases, inserted words) leaves only the
 # attribute words as the signal. No rewording is a held-out phrasing, and the subjects, adverbs,
 # openings and closings below share no content word with one (tested); inserted words are the
-# dataset's own (whatever its responses say) or made-up letter strings.
+# dataset's own (none of a phrasing's words) or made-up letter strings.
 _SUBJECTS = ("The response", "The answer", "The reply", "This response", "The assistant's answer")
 _VERBS = ("uses", "has", "includes", "shows", "contains", "gives", "makes")
 _ADVERBS = ("clearly", "really", "quite", "generally", "overall", "plainly")
@@ -54,7 +54,7 @@ def reword(text: str, rng: np.random.Generator, words: list[str] = ()) -> str:
     """A random rewording of a principle's frame that keeps its meaning: "The response is verbose."
     -> "All in all, the reply is really verbose for the user." (only "The response ..." sentences).
     Half the time 1-2 words are also inserted at random places, each one of `words` (the dataset's
-    own vocabulary, no negations) or a made-up one, so that words the model has not seen in a
+    own vocabulary, see vocabulary) or a made-up one, so that words the model has not seen in a
     principle do not sway it."""
     m = re.fullmatch(r"The response (is|uses|contains) (.+)\.", text)
     if not m:
@@ -83,12 +83,16 @@ def reword(text: str, rng: np.random.Generator, words: list[str] = ()) -> str:
     return out + "."
 
 
-_NEGATIONS = frozenset({"not", "no", "never", "cannot", "nor", "none", "unable", "without", "lack", "lacks", "fails", "wrong", "incorrect"})
+# never inserted: negations, and any word of a phrasing above (held out or not), so that no
+# inserted word is a principle's own or teaches the model to pass over a held-out phrasing's words
+_NOT_INSERTED = frozenset({"not", "no", "never", "cannot", "nor", "none", "unable", "without", "lack", "lacks", "fails", "wrong", "incorrect"}
+                          | {w.lower() for ph in PHRASINGS.values() for _, t in ph for w in re.findall(r"[A-Za-z]+", t)})
 
 
 def vocabulary(texts) -> list[str]:
-    """The words of some texts (letters only, 2+ characters, negations left out), sorted."""
-    return sorted({w for t in texts for w in re.findall(r"[A-Za-z]{2,}", t) if w.lower() not in _NEGATIONS})
+    """The words of some texts that reword may insert (letters only, 2+ characters, no negation and
+    no word of a phrasing), sorted."""
+    return sorted({w for t in texts for w in re.findall(r"[A-Za-z]{2,}", t) if w.lower() not in _NOT_INSERTED})
 
 
 DEFAULT_THRESHOLDS = {"helpfulness": 3.0, "correctness": 3.0, "coherence": 3.0, "complexity": 2.0, "verbosity": 3.0}

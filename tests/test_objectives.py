@@ -85,7 +85,8 @@ def test_rewording_keeps_the_attribute_words_and_never_yields_a_heldout_phrasing
             assert not set(noisy) & set(held) and 0.4 < np.mean([bool(e) for e in extra]) < 0.6
             assert all(w in ("paris", "legs") or re.fullmatch(r"[a-z]{3,9}", w) for e in extra for w in e)
             assert 0.2 < np.mean([any(w in ("paris", "legs") for w in e) for e in extra]) < 0.45
-    assert "not" not in P.vocabulary(["I can not answer that, sorry."]) and "answer" in P.vocabulary(["I can not answer that."])
+    vocab = P.vocabulary(["I can not answer that, sorry: it is more helpful for this request."])
+    assert "answer" in vocab and "sorry" in vocab and not {"not", "it", "is", "more", "helpful", "for", "this", "request"} & set(vocab)
     tok = train_bpe(["The response is helpful."] * 3, vocab_size=300)
     plain = load_principled(ws, "hs2", tok, "train", purpose="train", per_response=0)
     aug = load_principled(ws, "hs2", tok, "train", purpose="train", per_response=0, augment=0.5)
