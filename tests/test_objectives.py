@@ -5,6 +5,7 @@ the Auto classes and score through the API code, evaluation fields, and the atta
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -62,8 +63,6 @@ def test_principles_from_ratings_hold_out_phrasings(ws):
 
 
 def test_rewording_keeps_the_attribute_words_and_never_yields_a_heldout_phrasing(ws):
-    import re
-
     from rm_training import principles as P
     from rm_training.tokenizer import train_bpe
 
@@ -98,8 +97,6 @@ def test_rewording_keeps_the_attribute_words_and_never_yields_a_heldout_phrasing
 
 
 def test_trained_tokenizer_has_whole_word_tokens_for_the_principle_words(ws):
-    import re
-
     from rm_training.principles import REWORDING_WORDS
     from rm_training.tokenizer import train_bpe
     from rm_training.train import _texts_for_tokenizer
