@@ -73,7 +73,7 @@ def main() -> None:
                                   "--out", "regression-base")
     if not done("principle"):
         t["principle"] = sh("train", "--workspace", str(ws), "--name", "hs2", "--objective", "principle", *small, "--num_train_epochs", "1",
-                            "--principles_per_response", "5", "--principle_augment", "0.5", "--learning_rate", "2e-4", "--init_from", str(base),
+                            "--principles_per_response", "10", "--principle_augment", "0.85", "--learning_rate", "2e-4", "--init_from", str(base),
                             "--out", "principle")
         sh("eval", "--model", str(runs / "principle"), "--workspace", str(ws), "--name", "hs2")
     for r in ("meanvar", "bt"):
@@ -124,8 +124,8 @@ Command: `{cmd}` (synthetic data, seed 21; small preset, max length 128; times a
 
 Starting point of the principle, mean-variance and BT models below: a regression run on the ratings (6 epochs, {t.get('regression_base', 0):.0f} s).
 
-Principle model: `--objective principle --init_from` the regression run (1 epoch, 5 rating-derived
-principles sampled per response, half of them reworded (`--principle_augment 0.5`), `--learning_rate 2e-4`, {t['principle']:.0f} s):
+Principle model: `--objective principle --init_from` the regression run (1 epoch, 10 rating-derived
+principles sampled per response, 85% of them reworded (`--principle_augment 0.85`), `--learning_rate 2e-4`, {t['principle']:.0f} s):
 
 | metric | value | goal |
 |---|---|---|

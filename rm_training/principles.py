@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import polars as pl
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from helpsteer import store
 from helpsteer.errors import UsageError
@@ -35,12 +36,13 @@ PHRASINGS: dict[str, list[tuple[str, str]]] = {
                   ("<", "The response is concise."), (">=", "The response is more verbose than it needs to be.")],
 }
 # Rewording of training principles (--principle_augment): a small from-scratch model trained on a
-# few fixed sentences keys on their shape (which word ends the sentence, which verb opens it), so an
-# unseen phrasing of a known principle lands wherever its shape sends it. Random rewording of the
-# frame (subject, verb, adverb, opening and closing phrases, inserted words) leaves only the
-# attribute words as the signal. No rewording is a held-out phrasing, and the subjects, adverbs,
-# openings and closings below share no content word with one (tested); inserted words are the
-# dataset's own (none of a phrasing's words) or made-up letter strings.
+# few fixed sentences keys on their shape (how long the sentence is, which words end it, which verb
+# opens it), so an unseen phrasing of a known principle lands wherever its shape sends it: without
+# trailing words in training, "The response is more verbose than it needs to be." was scored as a
+# complexity principle. Random rewording of the frame (subject, verb, adverb, opening and closing
+# phrases, inserted words, a comma) leaves only the attribute words as the signal. No rewording is a
+# held-out phrasing, and the subjects, adverbs, openings and closings below share no content word
+# with one (tested).
 _SUBJECTS = ("The response", "The answer", "The reply", "This response", "The assistant's answer")
 _VERBS = ("uses", "has", "includes", "shows", "contains", "gives", "makes")
 _ADVERBS = ("clearly", "really", "quite", "generally", "overall", "plainly")
@@ -49,13 +51,44 @@ _CLOSINGS = (" overall", " as written", " in this reply", " for the user", " giv
 
 REWORDING_WORDS = " ".join(_SUBJECTS + _VERBS + _ADVERBS + _OPENINGS + _CLOSINGS)
 
+# Inserted words: the dataset's own, function words (scikit-learn's English stop words) and made-up
+# letter strings; never a negation or a word that lessens ("not", "less", "few" ...) and never a
+# content word of a phrasing above (held out or not), so that no inserted word is a principle's own or
+# teaches the model to pass over a held-out phrasing's content words. Function words are fair game:
+# any new phrasing has them ("than", "it", "be" in "more verbose than it needs to be").
+_NEGATIONS = frozenset({"not", "no", "never", "cannot", "nor", "none", "unable", "without", "lack", "lacks", "fails", "wrong", "incorrect",
+                        "nothing", "nobody", "noone", "nowhere", "neither", "few", "fewer", "less", "least", "hardly", "barely"})
+_NOT_INSERTED = _NEGATIONS | ({w.lower() for ph in PHRASINGS.values() for _, t in ph for w in re.findall(r"[A-Za-z]+", t)} - ENGLISH_STOP_WORDS)
+FUNCTION_WORDS = tuple(sorted(w for w in ENGLISH_STOP_WORDS if w.isalpha() and w not in _NOT_INSERTED))
+
+
+def vocabulary(texts) -> list[str]:
+    """The words of some texts that reword may insert (letters only, 2+ characters, no negation and
+    no content word of a phrasing), sorted."""
+    return sorted({w for t in texts for w in re.findall(r"[A-Za-z]{2,}", t) if w.lower() not in _NOT_INSERTED})
+
+
+def _inserted(words, rng: np.random.Generator) -> str:
+    """A word to insert: one of `words`, a function word, or a made-up letter string (a word the
+    tokenizer never saw is split into pieces, which is how an unseen phrasing's new words reach the
+    model)."""
+    u = rng.random()
+    if u < 1 / 3:
+        return str(words[int(rng.integers(len(words)))])
+    if u < 2 / 3:
+        return FUNCTION_WORDS[int(rng.integers(len(FUNCTION_WORDS)))]
+    while (w := "".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), int(rng.integers(2, 10))))) in _NOT_INSERTED:
+        pass
+    return w
+
 
 def reword(text: str, rng: np.random.Generator, words: list[str] = ()) -> str:
     """A random rewording of a principle's frame that keeps its meaning: "The response is verbose."
     -> "All in all, the reply is really verbose for the user." (only "The response ..." sentences).
-    Half the time 1-2 words are also inserted at random places, each one of `words` (the dataset's
-    own vocabulary, see vocabulary) or a made-up one, so that words the model has not seen in a
-    principle do not sway it."""
+    Given `words` (the dataset's vocabulary, see vocabulary), 60% of the time a run of 1-5 inserted
+    words (see _inserted) also goes at the end (half of those times), at a random place, or scattered,
+    so that words the model has not seen in a principle, before or after the attribute words, do not
+    sway it; a fifth of the time a comma follows a word."""
     m = re.fullmatch(r"The response (is|uses|contains) (.+)\.", text)
     if not m:
         return text
@@ -71,28 +104,21 @@ def reword(text: str, rng: np.random.Generator, words: list[str] = ()) -> str:
         out += pick(_CLOSINGS)
     if rng.random() < 0.4:
         out = pick(_OPENINGS) + out[0].lower() + out[1:]
-    if len(words) and rng.random() < 0.5:
-        toks = out.split(" ")
-        for _ in range(int(rng.integers(1, 3))):
-            # a word of the dataset, or a made-up one (a word the tokenizer never saw is split into
-            # pieces, which is how an unseen phrasing's new words reach the model)
-            w = pick(words) if rng.random() < 0.5 else "".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), int(rng.integers(3, 10))))
-            toks.insert(int(rng.integers(len(toks) + 1)), w)
-        out = " ".join(toks)
-        out = out[0].upper() + out[1:]
-    return out + "."
-
-
-# never inserted: negations, and any word of a phrasing above (held out or not), so that no
-# inserted word is a principle's own or teaches the model to pass over a held-out phrasing's words
-_NOT_INSERTED = frozenset({"not", "no", "never", "cannot", "nor", "none", "unable", "without", "lack", "lacks", "fails", "wrong", "incorrect"}
-                          | {w.lower() for ph in PHRASINGS.values() for _, t in ph for w in re.findall(r"[A-Za-z]+", t)})
-
-
-def vocabulary(texts) -> list[str]:
-    """The words of some texts that reword may insert (letters only, 2+ characters, no negation and
-    no word of a phrasing), sorted."""
-    return sorted({w for t in texts for w in re.findall(r"[A-Za-z]{2,}", t) if w.lower() not in _NOT_INSERTED})
+    toks = out.split(" ")
+    if len(words) and rng.random() < 0.6:
+        new = [_inserted(words, rng) for _ in range(int(rng.integers(1, 6)))]
+        u = rng.random()
+        if u < 0.75:  # one run of words, a new phrase: at the end ("... than it needs to be") or anywhere
+            at = len(toks) if u < 0.5 else int(rng.integers(len(toks) + 1))
+            toks[at:at] = new
+        else:
+            for w in new:
+                toks.insert(int(rng.integers(len(toks) + 1)), w)
+    if rng.random() < 0.2 and len(toks) > 2:
+        k = int(rng.integers(1, len(toks) - 1))
+        toks[k] = toks[k].rstrip(",") + ","
+    out = " ".join(toks)
+    return out[0].upper() + out[1:] + "."
 
 
 DEFAULT_THRESHOLDS = {"helpfulness": 3.0, "correctness": 3.0, "coherence": 3.0, "complexity": 2.0, "verbosity": 3.0}

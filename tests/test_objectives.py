@@ -76,16 +76,23 @@ def test_rewording_keeps_the_attribute_words_and_never_yields_a_heldout_phrasing
             core = re.fullmatch(r"The response (?:is|uses|contains) (.+)\.", text).group(1)
             outs = {reword(text, rng) for _ in range(200)}
             assert len(outs) > 20 and not outs & set(held)
-            assert all(core in o for o in outs)
-            # half the time 1-2 words are inserted: the dataset's (here "Paris", "legs") or made-up ones
-            noisy = [reword(text, rng, ["Paris", "legs"]) for _ in range(400)]
+            assert all(core.replace(",", "") in o.replace(",", "") for o in outs)  # a comma may follow any word
+            # 60% of the time 1-5 words are inserted: the dataset's (here "Paris", "legs"), function words
+            # or made-up ones; never a negation or a content word of any phrasing
+            noisy = [reword(text, rng, ["Paris", "legs"]) for _ in range(600)]
             frame = set(re.findall(r"[a-z']+", (P.REWORDING_WORDS + " " + text).lower()))
             extra = [[w for w in re.findall(r"[a-z']+", o.lower()) if w not in frame] for o in noisy]
-            assert not set(noisy) & set(held) and 0.4 < np.mean([bool(e) for e in extra]) < 0.6
-            assert all(w in ("paris", "legs") or re.fullmatch(r"[a-z]{3,9}", w) for e in extra for w in e)
-            assert 0.2 < np.mean([any(w in ("paris", "legs") for w in e) for e in extra]) < 0.45
+            assert not set(noisy) & set(held) and 0.5 < np.mean([bool(e) for e in extra]) < 0.7
+            assert not {w for e in extra for w in e} & P._NOT_INSERTED
+            assert all(w in ("paris", "legs") or w in P.FUNCTION_WORDS or re.fullmatch(r"[a-z]{2,9}", w) for e in extra for w in e)
+            assert 0.3 < np.mean([any(w in ("paris", "legs") for w in e) for e in extra]) < 0.5
+            assert 0.25 < np.mean([any(w in P.FUNCTION_WORDS for w in e) for e in extra]) < 0.5
+            # a run of them ends the sentence in a third of rewordings (after the attribute words)
+            assert 0.25 < np.mean([re.sub(r"[,.]", "", o).split()[-1].lower() in ("paris", "legs") or re.sub(r"[,.]", "", o).split()[-1].lower() not in frame
+                                   for o in noisy]) < 0.45
+    assert {"it", "be", "than", "more"} <= set(P.FUNCTION_WORDS) and not {"not", "less", "few", "none"} & set(P.FUNCTION_WORDS)
     vocab = P.vocabulary(["I can not answer that, sorry: it is more helpful for this request."])
-    assert "answer" in vocab and "sorry" in vocab and not {"not", "it", "is", "more", "helpful", "for", "this", "request"} & set(vocab)
+    assert {"answer", "sorry", "it", "more", "for"} <= set(vocab) and not {"not", "helpful", "request"} & set(vocab)
     tok = train_bpe(["The response is helpful."] * 3, vocab_size=300)
     plain = load_principled(ws, "hs2", tok, "train", purpose="train", per_response=0)
     aug = load_principled(ws, "hs2", tok, "train", purpose="train", per_response=0, augment=0.5)
