@@ -200,6 +200,23 @@ def test_train_errors(pref_ws, tmp_path):
     assert run_cli("train", "--workspace", ws, "--name", "only-test", "--objective", "bt", "--backbone", "tiny") == 2  # splits but no train
 
 
+def test_every_yaml_config_opens_with_its_command_and_parses(tmp_path):
+    import re
+    from pathlib import Path
+
+    from rm_training.train import parse_config
+
+    files = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert len(files) >= 4
+    for f in files:
+        m = re.match(r"# helpsteer train .*--objective (\w+) --config configs/(\S+)", f.read_text().splitlines()[0])
+        assert m and m.group(2) == f.name, f
+        cfg = parse_config(m.group(1), f, [], tmp_path)
+        assert cfg.objective == m.group(1) and cfg.backbone in PRESETS
+    cfg = parse_config("principle", f.parent / "principle-small.yaml", ["--seed", "3"], tmp_path)
+    assert (cfg.principles_per_response, cfg.principle_augment, cfg.learning_rate, cfg.seed) == (10, 0.85, 2e-4, 3)  # bench/objectives.py's recipe
+
+
 def _weights(run):
     from safetensors.numpy import load_file
 
