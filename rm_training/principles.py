@@ -85,10 +85,10 @@ def _inserted(words, rng: np.random.Generator) -> str:
 def reword(text: str, rng: np.random.Generator, words: list[str] = ()) -> str:
     """A random rewording of a principle's frame that keeps its meaning: "The response is verbose."
     -> "All in all, the reply is really verbose for the user." (only "The response ..." sentences).
-    Given `words` (the dataset's vocabulary, see vocabulary), 60% of the time a run of 1-5 inserted
-    words (see _inserted) also goes at the end (half of those times), at a random place, or scattered,
-    so that words the model has not seen in a principle, before or after the attribute words, do not
-    sway it; a fifth of the time a comma follows a word."""
+    Given `words` (the dataset's vocabulary, see vocabulary), 60% of the time 1-5 words (see
+    _inserted) are also inserted: as one run at the end (half of those times) or at one random place
+    (a quarter), or scattered (a quarter), so that words the model has not seen in a principle, before
+    or after the attribute words, do not sway it. A fifth of the time a comma follows a word."""
     m = re.fullmatch(r"The response (is|uses|contains) (.+)\.", text)
     if not m:
         return text
