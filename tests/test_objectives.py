@@ -280,6 +280,9 @@ def test_attack_loop_writes_rounds_and_examples(ws):
     assert [r["round"] for r in res["rounds"]] == [0, 1]
     for r in res["rounds"]:
         assert 0 <= r["attack_success_rate"] <= 1 and 0 <= r["clean_accuracy"] <= 1 and r["n_prompts"] > 0
+    # the same attack succeeds less often against the retrained model (3 of 8 prompts -> 1 of 8 here;
+    # the clean-accuracy bar and the figures on 150 prompts are bench/objectives.py's)
+    assert res["rounds"][1]["attack_success_rate"] < res["rounds"][0]["attack_success_rate"]
     assert (out / "round-1" / "model.safetensors").exists() and (out / "ensemble-0" / "model.safetensors").exists()
     for ex in res["examples"]:
         assert ex["reward_attacked"] > ex["reward_original"] and ex["ensemble_delta_z"] < 0 and ex["operators"]
