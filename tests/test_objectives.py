@@ -88,8 +88,8 @@ def test_rewording_keeps_the_attribute_words_and_never_yields_a_heldout_phrasing
             assert 0.3 < np.mean([any(w in ("paris", "legs") for w in e) for e in extra]) < 0.5
             assert 0.25 < np.mean([any(w in P.FUNCTION_WORDS for w in e) for e in extra]) < 0.5
             # a run of them ends the sentence in a third of rewordings (after the attribute words)
-            assert 0.25 < np.mean([re.sub(r"[,.]", "", o).split()[-1].lower() in ("paris", "legs") or re.sub(r"[,.]", "", o).split()[-1].lower() not in frame
-                                   for o in noisy]) < 0.45
+            last = [re.sub(r"[,.]", "", o).split()[-1].lower() for o in noisy]
+            assert 0.25 < np.mean([w not in frame for w in last]) < 0.45
     assert {"it", "be", "than", "more"} <= set(P.FUNCTION_WORDS) and not {"not", "less", "few", "none"} & set(P.FUNCTION_WORDS)
     vocab = P.vocabulary(["I can not answer that, sorry: it is more helpful for this request."])
     assert {"answer", "sorry", "it", "more", "for"} <= set(vocab) and not {"not", "helpful", "request"} & set(vocab)

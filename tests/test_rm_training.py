@@ -5,6 +5,8 @@ conversations and counts truncation, and bt / regression runs train, save and ev
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -201,9 +203,6 @@ def test_train_errors(pref_ws, tmp_path):
 
 
 def test_every_yaml_config_opens_with_its_command_and_parses(tmp_path):
-    import re
-    from pathlib import Path
-
     from rm_training.train import parse_config
 
     files = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
