@@ -103,6 +103,7 @@ class PrincipleConfig(RewardConfig):
     trained with binary cross-entropy; the principle is rendered as a last turn after the response."""
 
     objective: str = field(default="principle", metadata={"help": "principle"})
+    num_train_epochs: float = field(default=2.0, metadata={"help": "Epochs over the principle examples; each response yields --principles_per_response of them, so one epoch already visits every response several times."})
     heldout_phrasings: int = field(default=1, metadata={"help": "Phrasings per attribute kept out of training (the last ones of rm_training/principles.py PHRASINGS), evaluated as principle_accuracy_heldout_phrasings."})
     principle_thresholds: list[float] = field(default_factory=lambda: [3.0, 3.0, 3.0, 2.0, 3.0], metadata={"help": "Rating thresholds of helpfulness, correctness, coherence, complexity, verbosity: an attribute principle holds when the label >= threshold (0-4 scale)."})
     principles_per_response: int = field(default=6, metadata={"help": "Rating-derived principles sampled per response, once per run (0 = all phrasings of all attributes)."})
