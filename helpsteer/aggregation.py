@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from .labels import resolve
+
 METHODS = ("helpsteer2", "mean", "median")
 
 
@@ -28,7 +30,7 @@ class RatingAggregator:
 
     def fit(self, ratings: pl.DataFrame) -> "RatingAggregator":
         """ratings: response_id, annotator_id, attribute, score. Rows with a null annotator are the
-        source's own aggregated labels: they are kept as the label where no votes exist."""
+        source's own aggregated labels: where one exists it is the label (helpsteer.labels' rule)."""
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.rounding not in ("none", "nearest"):
@@ -58,7 +60,8 @@ class RatingAggregator:
         if self.rounding == "nearest":
             label = label.with_columns((pl.col("label") + 0.5).floor())
         out = stats.join(label, on=key, how="left").join(given, on=key, how="full", coalesce=True)
-        out = out.with_columns(pl.coalesce("label", "given").alias("label"), pl.col("n").fill_null(0))
+        # one precedence everywhere (helpsteer.labels): the source's own label, else the aggregated votes
+        out = out.with_columns(resolve("given", "label").alias("label"), pl.col("n").fill_null(0))
         report["labelled_items"] = int(out["label"].is_not_null().sum())
         self.labels_ = out.select(*key, "mean", "spread", "n", "label")
         self.report_ = report

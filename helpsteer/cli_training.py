@@ -14,17 +14,57 @@ def _err(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
+def config_fields_help() -> str:
+    """The config fields `train` takes as --key value, per objective, with their defaults and help
+    (built when --help is asked for: it imports transformers)."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    from rm_training.config import CONFIGS, RewardConfig
+
+    base = {f.name for f in dataclasses.fields(TrainingArguments)}
+    own = {f.name: f for f in dataclasses.fields(RewardConfig)}
+
+    def line(f) -> str:
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        shown = "depends on the backbone" if default is None and f.name in ("learning_rate", "num_train_epochs", "warmup_steps", "max_length") else default
+        return f"--{f.name} (default {shown}): {f.metadata.get('help', '')}"
+
+    parts = ["Config fields (--key value, or in the --config YAML). Every objective:"]
+    parts += [line(f) for name, f in own.items() if name not in base or name in ("learning_rate", "num_train_epochs", "warmup_steps", "bf16",
+                                                                                   "per_device_train_batch_size", "seed", "weight_decay")]
+    for obj, cls in CONFIGS.items():
+        extra = [f for f in dataclasses.fields(cls) if f.name not in own and f.name not in base]
+        if extra:
+            parts.append(f"Only --objective {obj}:")
+            parts += [line(f) for f in extra]
+    parts.append("Every other field of transformers' TrainingArguments works too (--gradient_accumulation_steps, --lr_scheduler_type, "
+                 "--max_steps, --save_strategy, --report_to ...).")
+    return "\n\n".join(parts)
+
+
+class _TrainCommand(typer.core.TyperCommand):
+    """`train --help` lists the config fields, built only when help is shown."""
+
+    def format_help(self, ctx, formatter):
+        from rich.markup import escape
+
+        self.epilog = escape(config_fields_help())
+        return super().format_help(ctx, formatter)
+
+
 def register(app: typer.Typer) -> None:
-    @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+    @app.command(cls=_TrainCommand, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
     def train(
         ctx: typer.Context,
         workspace: Path = typer.Option(..., "--workspace", help="Workspace folder."),
         name: str = typer.Option(..., "--name", help="Dataset to train on (its train split, or all rows when it has no splits)."),
-        objective: str = typer.Option(..., "--objective", help="bt (Bradley-Terry: plain, margin, scaled) or regression (HelpSteer attributes)."),
+        objective: str = typer.Option(..., "--objective", help="bt (Bradley-Terry: plain, margin, scaled), regression (HelpSteer attributes), principle (RLBFF) or meanvar (Diverging Preferences)."),
         out: Optional[str] = typer.Option(None, "--out", help="Run directory (default WS/runs/<name>-<objective>); a bare name goes under WS/runs/."),
         config: Optional[Path] = typer.Option(None, "--config", help="YAML file of config fields (configs/*.yaml); --key value pairs override it."),
     ) -> None:
-        """Train a reward model; any field of the objective's config: --num_train_epochs 3 --learning_rate 1e-4 ..."""
+        """Train a reward model on a preset from scratch or on a local pretrained checkpoint (--backbone DIR); any config field below as --key value."""
         from rm_training.train import run_training
 
         run_training(workspace, name, objective, out=out, config_file=config, overrides=list(ctx.args), announce=_err)

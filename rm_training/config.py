@@ -29,6 +29,22 @@ def native_bf16() -> bool:
         return False
 
 
+# Defaults that depend on where the weights start (TrainingArguments fields left unset take these):
+# a preset trained from scratch, or a pretrained checkpoint fine-tuned (--backbone DIR), where a
+# high rate would wreck the pretrained features (TRL's reward recipes fine-tune at 1e-5 to 1e-4).
+SCRATCH = {"learning_rate": 5e-4, "num_train_epochs": 3.0, "warmup_steps": 0.05}
+FINETUNE = {"learning_rate": 5e-5, "num_train_epochs": 2.0, "warmup_steps": 0.1}
+DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16", "auto": "auto"}
+ATTENTION = ("eager", "sdpa", "flash_attention_2")
+
+
+def is_pretrained(backbone: str | None, init_from: str | None = None) -> bool:
+    """Whether a run fine-tunes a pretrained checkpoint (a backbone that is not a preset name)."""
+    from .backbones import PRESETS
+
+    return init_from is None and backbone not in PRESETS
+
+
 @dataclass
 class RewardConfig(TrainingArguments):
     """Fields shared by every objective; TrainingArguments' defaults changed where a small model
@@ -38,18 +54,24 @@ class RewardConfig(TrainingArguments):
     backbone: str = field(default="small", metadata={"help": "A preset of rm_training/backbones.py (tiny, tiny-moe, small, small-moe) or a local Hugging Face checkpoint directory."})
     tokenizer: str = field(default=None, metadata={"help": "A local tokenizer directory; default: the backbone's when it is a checkpoint, else a byte-level BPE trained on the training texts."})
     vocab_size: int = field(default=4096, metadata={"help": "Vocabulary of the BPE trained when no tokenizer is given (tokens)."})
-    max_length: int = field(default=512, metadata={"help": "Tokens per scored text; longer texts keep their end (the response) and the last turns. Counted, never dropped (unlike TRL, trl#2488)."})
+    max_length: Optional[int] = field(default=None, metadata={"help": "Tokens per scored text; longer texts keep their end (the response) and the last turns. Counted, never dropped (unlike TRL, trl#2488). Default: 512, or an encoder's position limit when it reads fewer."})
     ties: str = field(default="drop", metadata={"help": "Pairs with strength 0: drop, or half (a 0.5 label)."})
     soft_labels: bool = field(default=False, metadata={"help": "Train on P(A better) from the annotators' votes (needs `helpsteer analyze`)."})
     init_from: str = field(default=None, metadata={"help": "Start from the weights of an earlier run (HelpSteer2-Preference two-stage recipe: a regression run, then --objective bt --bt_variant scaled --init_from RUN). A bt head starts from the run's helpfulness output."})
-    use_lora: bool = field(default=False, metadata={"help": "LoRA adapters (peft) instead of full fine-tuning, for large local backbones."})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    torch_dtype: str = field(default="float32", metadata={"help": "dtype the backbone's weights are loaded and trained in: float32 (default: fp32 master weights and AdamW states whatever the checkpoint's dtype, with bf16 autocast per --bf16), bfloat16 / float16 (on purpose: half the weight and optimizer memory, but updates smaller than bf16's resolution are lost), or auto (the checkpoint's own dtype)."})
+    attn_implementation: Optional[str] = field(default=None, metadata={"help": "Attention kernel: eager, sdpa or flash_attention_2 (needs the flash-attn package and a CUDA GPU). Default: transformers' choice (sdpa), with eager on short CPU batches where it is faster."})
+    use_lora: bool = field(default=False, metadata={"help": "LoRA adapters (peft) instead of full fine-tuning; the reward head is always trained in full and saved. The run keeps the adapter (RUN/adapter/) and a merged checkpoint that loads without peft."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank (Hu et al. 2021)."})
+    lora_alpha: Optional[float] = field(default=None, metadata={"help": "LoRA scaling alpha (update scale alpha / r). Default: 2 x lora_r."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA branch's input."})
+    lora_target_modules: str = field(default="auto", metadata={"help": "Comma-separated module names (q_proj,v_proj ...), all-linear, or auto: all-linear, except on NemotronH (attention, MLP and the Mamba in_proj: peft refuses the Mamba out_proj and conv1d)."})
+    freeze_backbone: bool = field(default=False, metadata={"help": "Train the reward head alone (a linear probe on the backbone's features)."})
     output_dir: str = field(default=None, metadata={"help": "The run directory (default WS/runs/<name>-<objective>)."})
-    learning_rate: float = field(default=5e-4, metadata={"help": "AdamW peak learning rate; 5e-4 suits the small presets trained from scratch (on synthetic HelpSteer2 data 1e-3 and 2e-3 learned markedly slower); use ~1e-5 to fine-tune a pretrained backbone."})
+    learning_rate: Optional[float] = field(default=None, metadata={"help": f"AdamW peak learning rate. Default: {SCRATCH['learning_rate']} for a preset trained from scratch, {FINETUNE['learning_rate']} to fine-tune a pretrained checkpoint (--backbone DIR)."})
     per_device_train_batch_size: int = field(default=8, metadata={"help": "Pairs (bt) or responses (regression) per step and device. Small models trained from scratch learn per step: on synthetic HelpSteer2 data, batches of 8 learned in 2 epochs the facts that batches of 32 had not."})
     per_device_eval_batch_size: int = field(default=32, metadata={"help": "Items per evaluation batch."})
-    num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs over the training pairs (transformers' default). A small preset trained from scratch learns the easy cues (length, style) in the first epoch and facts (which answer is correct) later, at a point that varies with the seed: on 4000 synthetic HelpSteer2 prompts, seeds 0-4 reached held-out accuracy 0.81-0.90 (mean 0.86) after 2 epochs and 0.84-0.91 (mean 0.89) after 3 (bench/RESULTS.md)."})
-    warmup_steps: float = field(default=0.05, metadata={"help": "Linear warm-up: steps, or a share of all steps when below 1."})
+    num_train_epochs: Optional[float] = field(default=None, metadata={"help": f"Epochs over the training examples. Default: {SCRATCH['num_train_epochs']:g} for a preset from scratch (it learns the easy cues first and facts later, bench/RESULTS.md), {FINETUNE['num_train_epochs']:g} to fine-tune a pretrained checkpoint."})
+    warmup_steps: Optional[float] = field(default=None, metadata={"help": f"Linear warm-up: steps, or a share of all steps when below 1. Default: {SCRATCH['warmup_steps']} from scratch, {FINETUNE['warmup_steps']} for a pretrained checkpoint."})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
     logging_steps: float = field(default=10, metadata={"help": "Steps between metric lines in metrics.jsonl."})
     save_strategy: str = field(default="epoch", metadata={"help": "When to write resumable checkpoints (atomically, by transformers.Trainer)."})
@@ -64,6 +86,15 @@ class RewardConfig(TrainingArguments):
     def __post_init__(self):
         import torch
 
+        # the fields whose default depends on the backbone (None = not set by the user)
+        recipe = FINETUNE if is_pretrained(self.backbone, self.init_from) else SCRATCH
+        for k, v in recipe.items():
+            if getattr(self, k) is None:
+                setattr(self, k, v)
+        if self.disable_tqdm is None:  # progress bars on a terminal only, quiet in pipes and logs
+            import sys
+
+            self.disable_tqdm = not sys.stderr.isatty()
         if self.bf16 is None:
             self.bf16 = native_bf16() and not self.fp16
         if self.bf16 and not torch.cuda.is_available():
@@ -92,7 +123,7 @@ class RegressionConfig(RewardConfig):
 
     objective: str = field(default="regression", metadata={"help": "regression"})
     attributes: list[str] = field(default_factory=lambda: list(HELPSTEER_ATTRIBUTES), metadata={"help": "Output columns, one per rated attribute."})
-    standardize_targets: bool = field(default=True, metadata={"help": "Train on per-attribute z-scores (then fold mean and std into the head, so logits stay on the rating scale). Without it the easy, high-variance attributes (verbosity, complexity) crowd out coherence and correctness. NemotronH presets only."})
+    standardize_targets: bool = field(default=True, metadata={"help": "Train on per-attribute z-scores (then fold mean and std into the head, so logits stay on the rating scale). Without it the easy, high-variance attributes (verbosity, complexity) crowd out coherence and correctness. Applies where the head is one linear layer with a bias (NemotronH presets, encoders' classifier; not under LoRA)."})
     reward_weights: list[float] = field(default_factory=lambda: [NEMOTRON_WEIGHTS[a] for a in HELPSTEER_ATTRIBUTES],
                                         metadata={"help": "Scalar reward = attributes @ weights (default: Nemotron-4-340B-Reward's)."})
 

@@ -3,7 +3,8 @@
 Pairs (bt): one per `pair_id`, with the aggregated strength where the source has one, else the
 mean of the votes (helpsteer.export.pair_labels); ties dropped or kept as a 0.5 label; optional
 soft labels P(A better) from the annotators' votes (analysis/pairs.parquet). Regression: one
-example per response with the HelpSteer attributes as targets (missing ones masked). Truncation is
+example per response with the HelpSteer attributes as targets (helpsteer.labels' rule; missing
+ones masked). Truncation is
 explicit and counted: nothing is dropped."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import polars as pl
 from helpsteer import store
 from helpsteer.errors import UsageError
 from helpsteer.export import pair_labels
+from helpsteer.labels import item_labels, labels_by_response
 from helpsteer.schema import HELPSTEER_ATTRIBUTES
 
 from .tokenizer import render
@@ -135,28 +137,12 @@ class Responses:
 
 
 def load_rated(workspace: Path, name: str, tokenizer, split: str | None, attributes=HELPSTEER_ATTRIBUTES) -> Responses:
-    """Responses with attribute targets: the source's aggregated label where it has one, else the
-    analysis label (HelpSteer2 aggregation), else the mean of the annotators' scores."""
-    ratings = store.load_table(workspace, name, "ratings", ["response_id", "annotator_id", "attribute", "score"])
+    """Responses with attribute targets under the item-label rule (helpsteer.labels: the source's
+    aggregated label, else the analysis label, else the mean of the votes); missing ones are NaN."""
+    ratings = store.load_table(workspace, name, "ratings", ["response_id"])
     if ratings.height == 0:
         raise UsageError(f"dataset {name!r} has no ratings for the regression objective")
-    agg = ratings.filter(pl.col("annotator_id").is_null()).group_by("response_id", "attribute").agg(pl.col("score").mean().alias("given"))
-    votes = ratings.filter(pl.col("annotator_id").is_not_null()).group_by("response_id", "attribute").agg(pl.col("score").mean().alias("vote_mean"))
-    lab = agg.join(votes, on=["response_id", "attribute"], how="full", coalesce=True)
-    items = store.require(workspace, name) / "analysis" / "items.parquet"
-    if items.exists():
-        wide = pl.read_parquet(items)
-        cols = [c for c in wide.columns if c.endswith("_label")]
-        if cols:
-            long = wide.unpivot(index="response_id", on=cols, variable_name="attribute", value_name="analysis").with_columns(pl.col("attribute").str.strip_suffix("_label"))
-            lab = lab.join(long, on=["response_id", "attribute"], how="left")
-    if "analysis" not in lab.columns:
-        lab = lab.with_columns(pl.lit(None, dtype=pl.Float64).alias("analysis"))
-    lab = lab.with_columns(pl.coalesce("given", "analysis", "vote_mean").alias("target"))
-    targets = {}
-    for r in lab.iter_rows(named=True):
-        if r["attribute"] in attributes and r["target"] is not None:
-            targets.setdefault(r["response_id"], {})[r["attribute"]] = float(r["target"])
+    targets = labels_by_response(item_labels(workspace, name, attributes))
     resp = store.load_table(workspace, name, "responses", ["response_id", "context", "response", "split"])
     out = Responses()
     for r in resp.iter_rows(named=True):

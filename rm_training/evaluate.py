@@ -247,12 +247,12 @@ def _principles(res: dict, run: Path, model, tok, workspace: Path, name: str, sp
 def _regression(res: dict, workspace: Path, name: str, logits: dict, attributes: list[str], detail: dict | None = None) -> None:
     from scipy.stats import pearsonr, spearmanr
 
-    ratings = store.load_table(workspace, name, "ratings", ["response_id", "annotator_id", "attribute", "score"])
-    if ratings.height == 0:
+    from helpsteer.labels import item_labels
+
+    # the targets the run trained on (helpsteer.labels: source label, else analysis label, else vote mean)
+    lab = item_labels(workspace, name, attributes).rename({"label": "y"})
+    if lab.height == 0:
         return
-    lab = ratings.group_by("response_id", "attribute").agg(
-        pl.col("score").filter(pl.col("annotator_id").is_null()).mean().alias("given"), pl.col("score").mean().alias("all"))
-    lab = lab.with_columns(pl.coalesce("given", "all").alias("y"))
     out, frames = {}, []
     for k, attr in enumerate(attributes):
         sub = lab.filter((pl.col("attribute") == attr) & pl.col("response_id").is_in(list(logits)))

@@ -17,6 +17,7 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from helpsteer import store
 from helpsteer.errors import UsageError
+from helpsteer.labels import item_labels, labels_by_response
 
 from .tokenizer import render
 
@@ -162,20 +163,6 @@ class Principled:
         self.origin.append(origin)
 
 
-def _labels_from_ratings(workspace: Path, name: str) -> dict[str, dict[str, float]]:
-    ratings = store.load_table(workspace, name, "ratings", ["response_id", "annotator_id", "attribute", "score"])
-    if ratings.height == 0:
-        return {}
-    lab = ratings.group_by("response_id", "attribute").agg(
-        pl.col("score").filter(pl.col("annotator_id").is_null()).mean().alias("given"), pl.col("score").mean().alias("all"))
-    lab = lab.with_columns(pl.coalesce("given", "all").alias("y"))
-    out: dict[str, dict[str, float]] = {}
-    for rid, attr, y in lab.select("response_id", "attribute", "y").iter_rows():
-        if y is not None:
-            out.setdefault(rid, {})[attr] = float(y)
-    return out
-
-
 def load_principled(workspace: Path, name: str, tokenizer, split: str | None, *, purpose: str = "train", heldout_phrasings: int = 1,
                     thresholds: dict[str, float] | None = None, per_response: int = 0, principles_file: str | None = None,
                     seed: int = 0, augment: float = 0.0) -> Principled:
@@ -208,7 +195,7 @@ def load_principled(workspace: Path, name: str, tokenizer, split: str | None, *,
             emit(rid, p, lab, False, "feedback")
     # 3. derived from attribute ratings, automatically when the dataset has ratings and no principle rows
     if prin.height == 0:
-        labels = _labels_from_ratings(workspace, name)
+        labels = labels_by_response(item_labels(workspace, name))
         words = vocabulary(r["response"] for r in by_id.values()) if purpose == "train" and augment else []
         for rid in by_id:
             lab = labels.get(rid)

@@ -10,10 +10,12 @@ from typing import Iterable
 
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>", "<|system|>", "<|user|>", "<|assistant|>", "<|principle|>"]
 
-# role tag, newline, content, end-of-turn; the scored text ends with the response's </s>
+# role tag, newline, content, end-of-turn; the scored text ends with the response's </s>. A
+# pretrained tokenizer without a template gets it too: an encoder's (BERT-style, no bos/eos) text
+# opens with its [CLS], which its classification head pools, and each turn ends with [SEP].
 CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}{{ eos_token }}"
-    "{% if not loop.last %}\n{% endif %}{% endfor %}"
+    "{{ bos_token or cls_token or '' }}{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}"
+    "{{ eos_token or sep_token or '' }}{% if not loop.last %}\n{% endif %}{% endfor %}"
 )
 
 
@@ -34,19 +36,35 @@ def train_bpe(texts: Iterable[str], vocab_size: int = 4096, min_frequency: int =
     return fast
 
 
-def load_tokenizer(path: str | Path):
+def load_tokenizer(path: str | Path, dedicated_pad: bool = False):
     """A pretrained tokenizer, set up as the platform scores: pad token, right padding, left
-    truncation, and a chat template when it has none."""
+    truncation (all three saved in tokenizer_config.json, so a plain AutoTokenizer reload scores
+    the same), and a chat template when it has none.
+
+    dedicated_pad (a checkpoint's tokenizer, before training): a tokenizer without a pad token, or
+    a decoder's whose pad is its eos, gets a new `<pad>` token. transformers' decoder reward heads
+    read the last token that is not the pad id, so with pad == eos a text ending in eos is read one
+    token early (transformers#35352). The caller resizes the embedding (train.build_model)."""
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(path))
+    if dedicated_pad and (tok.pad_token is None or (tok.eos_token is not None and tok.pad_token_id == tok.eos_token_id)):
+        tok.add_special_tokens({"pad_token": "<pad>"})
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token or tok.unk_token
-    tok.padding_side = "right"
-    tok.truncation_side = "left"
+    set_sides(tok)
     if not getattr(tok, "chat_template", None):
         tok.chat_template = CHAT_TEMPLATE
     return tok
+
+
+def set_sides(tok) -> None:
+    """Right padding and left truncation, on the object and in what save_pretrained writes:
+    tokenizer_config.json records only init_kwargs, so sides set as attributes after loading
+    would reload as transformers' defaults (right truncation) and a plain reload would cut the
+    response off a long text instead of its start."""
+    tok.padding_side, tok.truncation_side = "right", "left"
+    tok.init_kwargs.update(padding_side="right", truncation_side="left")
 
 
 def render(tokenizer, context: list[dict], response: str, principle: str | None = None) -> str:

@@ -59,7 +59,58 @@ def parse_config(objective: str, config_file: Path | None, overrides: list[str],
         raise UsageError(f"--principle_thresholds needs 5 values (helpfulness, correctness, coherence, complexity, verbosity), got {len(cfg.principle_thresholds)}")
     if objective == "regression" and len(cfg.reward_weights) != len(cfg.attributes):
         raise UsageError(f"--reward_weights has {len(cfg.reward_weights)} values for {len(cfg.attributes)} attributes")
+    _check_model_options(cfg)
     return cfg
+
+
+DEFAULT_MAX_LENGTH = 512  # tokens per scored text, unless the backbone reads fewer
+
+# model types whose position embeddings are a learned table of max_position_embeddings rows
+ABSOLUTE_POSITIONS = ("bert", "roberta", "xlm-roberta", "camembert", "distilbert", "electra", "albert")
+
+
+def _check_model_options(cfg: RewardConfig) -> None:
+    """The backbone, precision, attention and LoRA options, before any data is read."""
+    import importlib.util
+
+    from .backbones import PRESETS
+    from .config import ATTENTION, DTYPES
+
+    if cfg.backbone not in PRESETS and not cfg.init_from:
+        p = Path(cfg.backbone)
+        if not p.is_dir():
+            raise UsageError(f"--backbone {cfg.backbone!r} is neither a preset ({', '.join(PRESETS)}) nor a local checkpoint directory")
+        if not (p / "config.json").exists():
+            raise UsageError(f"--backbone {p}: no config.json there; a Hugging Face checkpoint directory holds config.json and its weights")
+        mc = json.loads((p / "config.json").read_text())
+        # learned absolute positions (BERT-style encoders) cannot read past their table
+        offset = 2 if mc.get("model_type") in ("roberta", "xlm-roberta", "camembert") else 0
+        limit = mc.get("max_position_embeddings")
+        if cfg.max_length is None and mc.get("model_type") in ABSOLUTE_POSITIONS and limit:
+            cfg.max_length = min(DEFAULT_MAX_LENGTH, limit - offset)
+        if mc.get("model_type") in ABSOLUTE_POSITIONS and limit and (cfg.max_length or DEFAULT_MAX_LENGTH) > limit - offset:
+            raise UsageError(f"--max_length {cfg.max_length} is longer than {p} can read ({mc['model_type']}: {limit - offset} positions); "
+                             f"use --max_length {limit - offset} or less")
+    if cfg.max_length is None:
+        cfg.max_length = DEFAULT_MAX_LENGTH
+    if cfg.max_length < 8:
+        raise UsageError(f"--max_length must be at least 8 tokens, got {cfg.max_length}")
+    if cfg.torch_dtype not in DTYPES:
+        raise UsageError(f"--torch_dtype must be one of float32, bfloat16, float16, auto, got {cfg.torch_dtype!r}")
+    if cfg.attn_implementation is not None:
+        if cfg.attn_implementation not in ATTENTION:
+            raise UsageError(f"--attn_implementation must be one of {', '.join(ATTENTION)}, got {cfg.attn_implementation!r}")
+        if cfg.attn_implementation == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
+            raise UsageError("--attn_implementation flash_attention_2 needs the flash-attn package (pip install '.[gpu]' on a CUDA machine); use sdpa or eager")
+    if cfg.use_lora:
+        if cfg.freeze_backbone:
+            raise UsageError("--use_lora and --freeze_backbone exclude each other: LoRA adapts the backbone, --freeze_backbone trains the head alone")
+        if cfg.lora_r < 1:
+            raise UsageError(f"--lora_r must be a positive integer, got {cfg.lora_r}")
+        if not 0 <= cfg.lora_dropout < 1:
+            raise UsageError(f"--lora_dropout must be in [0, 1), got {cfg.lora_dropout}")
+        if cfg.lora_alpha is not None and cfg.lora_alpha <= 0:
+            raise UsageError(f"--lora_alpha must be positive, got {cfg.lora_alpha}")
 
 
 def resolve_run_dir(workspace: Path, name: str, objective: str, out: str | None) -> Path:
@@ -123,42 +174,133 @@ def build_tokenizer(cfg: RewardConfig, workspace: Path, name: str, run_dir: Path
     if cfg.init_from:
         return load_tokenizer(cfg.init_from)
     if cfg.tokenizer:
-        return load_tokenizer(cfg.tokenizer)
+        return load_tokenizer(cfg.tokenizer, dedicated_pad=True)
     if Path(cfg.backbone).is_dir() and any((Path(cfg.backbone) / f).exists() for f in ("tokenizer.json", "tokenizer_config.json")):
-        return load_tokenizer(cfg.backbone)
+        return load_tokenizer(cfg.backbone, dedicated_pad=True)
     return train_bpe(_texts_for_tokenizer(workspace, name), vocab_size=cfg.vocab_size)
 
 
 def build_model(cfg: RewardConfig, tokenizer, num_labels: int):
+    """The reward model: a preset built from scratch, a run's weights (--init_from), or a local
+    checkpoint with a reward head (fresh when the checkpoint has none); then the precision,
+    vocabulary, pad id, and LoRA / frozen-backbone set-up."""
     import torch
-    from transformers import AutoConfig, AutoModelForSequenceClassification
 
     from .backbones import PRESETS, build_config
     from .modeling import NemotronHForSequenceClassification
 
     torch.manual_seed(cfg.seed)
+    dtype = _torch_dtype(cfg.torch_dtype)
+    fresh: list[str] = []
     if cfg.init_from:
-        return _from_run(cfg, num_labels)
-    if cfg.backbone in PRESETS:
+        model = _from_run(cfg, num_labels)
+    elif cfg.backbone in PRESETS:
+        extra = {"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}
         mc = build_config(cfg.backbone, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
                           bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, num_labels=num_labels,
-                          score_bias=bool(getattr(cfg, "standardize_targets", False)) and cfg.objective == "regression")
+                          score_bias=bool(getattr(cfg, "standardize_targets", False)) and cfg.objective == "regression", **extra)
         model = NemotronHForSequenceClassification(mc)
-    elif Path(cfg.backbone).is_dir():
-        mc = AutoConfig.from_pretrained(cfg.backbone, num_labels=num_labels)
-        mc.pad_token_id = tokenizer.pad_token_id
-        model = AutoModelForSequenceClassification.from_pretrained(cfg.backbone, config=mc, ignore_mismatched_sizes=True)
-        if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
-            model.resize_token_embeddings(len(tokenizer))
+        fresh = ["score"]
     else:
-        raise UsageError(f"--backbone {cfg.backbone!r} is neither a preset ({', '.join(PRESETS)}) nor a local checkpoint directory")
+        model, fresh = _from_checkpoint(cfg, num_labels, dtype)
+    if dtype not in (None, "auto") and model.dtype != dtype:
+        model.to(dtype)
+    # a tokenizer that grew (an added pad token; Qwen2's <|endoftext|>) needs embedding rows first,
+    # and only then the pad id (a pad id past the embedding is an index error)
+    if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    model.config.pad_token_id = tokenizer.pad_token_id
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
+    head = _head_modules(model, fresh)
     if cfg.use_lora:
         from peft import LoraConfig, TaskType, get_peft_model
 
-        model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, target_modules="all-linear", modules_to_save=["score"]))
+        model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=cfg.lora_r, lora_alpha=cfg.lora_alpha or 2 * cfg.lora_r,
+                                                 lora_dropout=cfg.lora_dropout, target_modules=lora_targets(model, cfg.lora_target_modules, head),
+                                                 modules_to_save=head))
+    elif cfg.freeze_backbone:
+        for n, p in model.named_parameters():
+            p.requires_grad_(n.split(".")[0] in head)
     return model
+
+
+def _linear_head(model):
+    """The reward head when it is one linear layer with a bias (the regression z-scoring folds into
+    it): NemotronH's `score` (built with a bias for regression), an encoder's `classifier`. None
+    under LoRA (peft wraps the head) and for heads without a bias (decoders' `score`)."""
+    import torch
+
+    for name in HEAD_NAMES:
+        head = getattr(model, name, None)
+        if isinstance(head, torch.nn.Linear) and head.bias is not None:
+            return head
+    return None
+
+
+def _torch_dtype(name: str):
+    import torch
+
+    from .config import DTYPES
+
+    d = DTYPES[name]
+    return "auto" if d == "auto" else getattr(torch, d)
+
+
+def _from_checkpoint(cfg: RewardConfig, num_labels: int, dtype):
+    """A local checkpoint as a sequence classifier: its own head when it has one of the right size,
+    else a fresh one (`score` on decoders, `classifier` on BERT-style encoders). Returns the model
+    and the top-level modules that were freshly initialised (the head)."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    import rm_training  # noqa: F401  (NemotronH checkpoints get the platform's reward head)
+
+    mc = AutoConfig.from_pretrained(cfg.backbone, num_labels=num_labels)
+    mc.use_cache = False
+    kwargs = {"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}
+    model, info = AutoModelForSequenceClassification.from_pretrained(cfg.backbone, config=mc, dtype=dtype, ignore_mismatched_sizes=True,
+                                                                     output_loading_info=True, **kwargs)
+    missing = set(info.get("missing_keys", [])) | {k for k, *_ in info.get("mismatched_keys", [])}
+    tops = {}
+    for name, _ in model.named_parameters():
+        tops.setdefault(name.split(".")[0], []).append(name)
+    fresh = [t for t, names in tops.items() if all(n in missing for n in names)]
+    return model, fresh
+
+
+# the reward heads of transformers' *ForSequenceClassification classes
+HEAD_NAMES = ("score", "classifier")
+
+
+def _head_modules(model, fresh: list[str]) -> list[str]:
+    """Top-level modules that make up the reward head: the freshly initialised ones and the named
+    head. They are trained in full under LoRA (and saved with the adapter: losing the head is
+    trl#1379 / OpenRLHF#873) and are all that trains with --freeze_backbone."""
+    tops = {n for n, _ in model.named_children()}
+    return sorted(set(fresh) | {h for h in HEAD_NAMES if h in tops})
+
+
+# NemotronH: peft refuses the Mamba mixers' out_proj and conv1d; attention, MLP and in_proj are fine
+NEMOTRON_H_LORA = ["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj", "in_proj"]
+
+
+def lora_targets(model, spec: str, head: list[str]) -> list[str]:
+    """--lora_target_modules as the full names of the linear layers to adapt, the head left out (it
+    trains in full): auto (every linear layer; on NemotronH the list above), all-linear, or
+    comma-separated layer names (q_proj,v_proj)."""
+    import torch
+
+    linear = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and n.split(".")[0] not in head]
+    if spec == "auto" and getattr(model.config, "model_type", "") == "nemotron_h":
+        spec = ",".join(NEMOTRON_H_LORA)
+    if spec in ("auto", "all-linear"):
+        return linear
+    names = [x.strip() for x in spec.split(",") if x.strip()]
+    leaves = {n.rsplit(".", 1)[-1] for n in linear}
+    unknown = [x for x in names if x not in leaves]
+    if unknown:
+        raise UsageError(f"--lora_target_modules: {', '.join(unknown)} is no linear layer of this model; it has {', '.join(sorted(leaves))}")
+    return [n for n in linear if n.rsplit(".", 1)[-1] in names]
 
 
 def _from_run(cfg: RewardConfig, num_labels: int):
@@ -204,6 +346,12 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
     from .tokenizer import render
     from .trainer import LabelCollator, MetricsFile, PairCollator, RatedCollator, RewardTrainer
 
+    import sys
+
+    import transformers
+
+    if not sys.stderr.isatty():  # transformers' loading/saving bars too stay quiet in pipes
+        transformers.utils.logging.disable_progress_bar()
     workspace = Path(workspace)
     manifest = store.read_manifest(workspace, name)
     run_dir = resolve_run_dir(workspace, name, objective, out)
@@ -264,7 +412,7 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
     trainer = RewardTrainer(model=model, args=cfg, train_dataset=datasets.Dataset.from_dict(data), data_collator=collator,
                             callbacks=[MetricsFile(run_dir / "metrics.jsonl")], reward_args=cfg)
     stats = None
-    if objective == "regression" and getattr(getattr(model, "score", None), "bias", None) is not None:
+    if objective == "regression" and getattr(cfg, "standardize_targets", False) and _linear_head(model) is not None:
         t = np.array(data["targets"], dtype=float)
         stats = (np.nanmean(t, axis=0), np.maximum(np.nanstd(t, axis=0), 1e-3))
         trainer.target_stats = tuple(torch.tensor(x, dtype=torch.float32) for x in stats)
@@ -276,7 +424,7 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
     if stats is not None:
         # fold the z-scoring into the head: logits = std * (W h + b) + mean, on the rating scale
         with torch.no_grad():
-            head = trainer.model.score
+            head = _linear_head(trainer.model)
             std_t, mean_t = (torch.tensor(x, dtype=head.weight.dtype) for x in (stats[1], stats[0]))
             head.weight.mul_(std_t[:, None])
             head.bias.mul_(std_t).add_(mean_t)
@@ -323,7 +471,12 @@ def _end_distributed(trainer) -> None:
 
 def _save_run(trainer, tokenizer, cfg: RewardConfig, run_dir: Path, objective: str, attributes: list, weights: list, rewards: np.ndarray,
               manifest: dict, name: str, n_examples: int, truncated: int, split) -> None:
-    final = trainer.model.merge_and_unload() if cfg.use_lora else trainer.model
+    final = trainer.model
+    if cfg.use_lora:
+        # the adapter (with the fully trained head in it) for peft users, then the merged weights
+        # that load without peft as the run's checkpoint
+        final.save_pretrained(run_dir / "adapter", safe_serialization=True)
+        final = final.merge_and_unload()
     final.config.objective = objective
     final.config.reward_attributes = attributes
     final.config.reward_weights = weights

@@ -141,7 +141,8 @@ class RewardTrainer(Trainer):
             base = self.accelerator.unwrap_model(model)
             base = base.get_base_model() if hasattr(base, "get_base_model") else base
             cpu = self.args.device.type == "cpu"
-            self._sdpa_model = base if cpu and getattr(base.config, "_attn_implementation", None) == "sdpa" and hasattr(base, "set_attn_implementation") else False
+            chosen = getattr(getattr(self, "reward_args", None), "attn_implementation", None)  # the user's own choice is kept
+            self._sdpa_model = base if cpu and chosen is None and getattr(base.config, "_attn_implementation", None) == "sdpa" and hasattr(base, "set_attn_implementation") else False
         if self._sdpa_model is not False:
             want = "eager" if ids.shape[1] <= EAGER_ATTENTION_MAX_WIDTH else "sdpa"
             if self._sdpa_model.config._attn_implementation != want:

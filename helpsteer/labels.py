@@ -1,0 +1,72 @@
+"""Item labels: the one rule that says which value of an attribute a response trains on and is
+evaluated against. Regression training, regression evaluation, rating-derived principles and the
+analysis' items.parquet all read it from here.
+
+Rule, per (response, attribute): the source's own aggregated label (ratings rows whose
+annotator_id is null) where it has one; else, when the dataset has been analysed, the analysis
+label (`helpsteer analyze`'s configured aggregation of the votes, analysis/items.parquet: an item
+that aggregation leaves unlabelled, such as one with too few annotators under the HelpSteer2
+procedure, has no label); else the mean of the annotators' votes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from . import store
+
+KEY = ["response_id", "attribute"]
+
+
+def resolve(given: str | pl.Expr = "given", aggregated: str | pl.Expr = "aggregated") -> pl.Expr:
+    """The precedence of the rule as one expression: the source's label, else the aggregate (the
+    analysis label, or the vote mean where there is no analysis)."""
+    return pl.coalesce(given, aggregated)
+
+
+def given_and_votes(ratings: pl.DataFrame) -> pl.DataFrame:
+    """response_id, attribute, given (mean of the source's aggregated rows), vote_mean (mean of
+    the annotators' rows); one row per (response, attribute) rated either way."""
+    score = pl.col("score").cast(pl.Float64)
+    return ratings.group_by(KEY).agg(
+        score.filter(pl.col("annotator_id").is_null()).mean().alias("given"),
+        score.filter(pl.col("annotator_id").is_not_null()).mean().alias("vote_mean"),
+    )
+
+
+def analysis_labels(workspace: Path, name: str) -> pl.DataFrame | None:
+    """response_id, attribute, aggregated: the `<attribute>_label` columns of analysis/items.parquet,
+    long form; None when the dataset has no analysis."""
+    items = store.require(workspace, name) / "analysis" / "items.parquet"
+    if not items.exists():
+        return None
+    wide = pl.read_parquet(items)
+    cols = [c for c in wide.columns if c.endswith("_label")]
+    if not cols:
+        return None
+    return (wide.unpivot(index="response_id", on=cols, variable_name="attribute", value_name="aggregated")
+            .with_columns(pl.col("attribute").str.strip_suffix("_label"), pl.col("aggregated").cast(pl.Float64)))
+
+
+def item_labels(workspace: Path, name: str, attributes: list[str] | tuple[str, ...] | None = None) -> pl.DataFrame:
+    """response_id, attribute, label (never null) under the rule above, for the given attributes
+    (all when None)."""
+    ratings = store.load_table(workspace, name, "ratings", ["response_id", "annotator_id", "attribute", "score"])
+    lab = given_and_votes(ratings)
+    ana = analysis_labels(workspace, name)
+    if ana is not None:
+        lab = lab.join(ana, on=KEY, how="left")
+    else:
+        lab = lab.with_columns(pl.col("vote_mean").alias("aggregated"))
+    if attributes is not None:
+        lab = lab.filter(pl.col("attribute").is_in(list(attributes)))
+    return lab.select(*KEY, resolve().alias("label")).drop_nulls("label")
+
+
+def labels_by_response(labels: pl.DataFrame) -> dict[str, dict[str, float]]:
+    """{response_id: {attribute: label}} from item_labels' frame."""
+    out: dict[str, dict[str, float]] = {}
+    for rid, attr, y in labels.iter_rows():
+        out.setdefault(rid, {})[attr] = float(y)
+    return out

