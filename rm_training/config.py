@@ -39,10 +39,19 @@ ATTENTION = ("eager", "sdpa", "flash_attention_2")
 
 
 def is_pretrained(backbone: str | None, init_from: str | None = None) -> bool:
-    """Whether a run fine-tunes a pretrained checkpoint (a backbone that is not a preset name)."""
+    """Whether a run fine-tunes a pretrained checkpoint: a backbone that is not a preset name, or
+    --init_from a run whose own backbone was one (a run grown from a preset keeps the from-scratch
+    recipe, which the two-stage HelpSteer2-Preference runs were measured with)."""
+    import json
+    from pathlib import Path
+
     from .backbones import PRESETS
 
-    return init_from is None and backbone not in PRESETS
+    if init_from:
+        rc = Path(init_from) / "run_config.json"
+        backbone = json.loads(rc.read_text()).get("config", {}).get("backbone") if rc.exists() else None
+        return backbone is not None and backbone not in PRESETS
+    return backbone not in PRESETS
 
 
 @dataclass

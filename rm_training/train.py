@@ -315,20 +315,27 @@ def _from_run(cfg: RewardConfig, num_labels: int):
     if not (src / "config.json").exists():
         raise UsageError(f"--init_from {src}: not a run directory (no config.json)")
     model = AutoModelForSequenceClassification.from_pretrained(str(src), use_safetensors=True)
-    head = model.score if hasattr(model, "score") else None
+    head_name = next((h for h in HEAD_NAMES if isinstance(getattr(model, h, None), torch.nn.Linear)), None)
+    head = getattr(model, head_name) if head_name else None
     if head is None or head.out_features == num_labels:
         return model
     attrs = list(getattr(model.config, "reward_attributes", []))
     with torch.no_grad():
         w = head.weight
-        row = w[attrs.index("helpfulness")] if "helpfulness" in attrs else torch.tensor(model.config.reward_weights, dtype=w.dtype) @ w
-        new = torch.nn.Linear(w.shape[1], num_labels, bias=False)
-        if num_labels == 1:
-            new.weight.copy_(row[None])
-        elif cfg.objective == "meanvar":  # the mean starts from the reward, the log-variance from 0
+        pick = torch.tensor(model.config.reward_weights, dtype=w.dtype)
+        if "helpfulness" in attrs:
+            pick = torch.nn.functional.one_hot(torch.tensor(attrs.index("helpfulness")), w.shape[0]).to(w.dtype)
+        new = torch.nn.Linear(w.shape[1], num_labels, bias=head.bias is not None and head_name != "score")
+        if new.bias is not None:
+            new.bias.zero_()
+        # a bt head (1 output) starts as the helpfulness output (else the scalar-reward combination);
+        # a meanvar head's mean does, its log-variance starts at 0
+        if num_labels == 1 or cfg.objective == "meanvar":
             new.weight.zero_()
-            new.weight[0].copy_(row)
-    model.score = new
+            new.weight[0].copy_(pick @ w)
+            if new.bias is not None:
+                new.bias[0] = pick @ head.bias
+    setattr(model, head_name, new)
     model.config.score_bias = False  # a pairwise reward needs no offset
     model.config.num_labels = num_labels
     model.num_labels = num_labels
@@ -498,6 +505,8 @@ def _write_records(run_dir: Path, cfg: RewardConfig, manifest: dict, name: str, 
 
     import helpsteer
 
+    from .backbones import PRESETS
+
     resolved = {k: v for k, v in asdict(cfg).items() if isinstance(v, (str, int, float, bool, list, type(None)))}
     info = {
         "dataset": name, "split": split, "n_examples": n_examples, "truncated": truncated,
@@ -509,7 +518,12 @@ def _write_records(run_dir: Path, cfg: RewardConfig, manifest: dict, name: str, 
     lines = [
         f"# Reward model: {name} ({cfg.objective})", "",
         f"Trained by `helpsteer train --objective {cfg.objective}` on dataset `{name}` (split: {split or 'all'}), {n_examples} examples, {truncated} texts truncated to {cfg.max_length} tokens.",
-        "", f"- backbone: `{cfg.backbone}`", f"- seed: {cfg.seed}", f"- commit: {info['commit'] or 'unknown'}",
+        "", f"- backbone: `{cfg.backbone}`" + ("" if cfg.backbone in PRESETS else " (a pretrained checkpoint, fine-tuned)"),
+        f"- precision: weights {cfg.torch_dtype}, bf16 autocast {'on' if cfg.bf16 else 'off'}",
+        *([f"- LoRA: r {cfg.lora_r}, alpha {cfg.lora_alpha or 2 * cfg.lora_r}, dropout {cfg.lora_dropout}, targets {cfg.lora_target_modules}; "
+           "the adapter (with the head) is in `adapter/`, the merged weights are this checkpoint"] if cfg.use_lora else []),
+        *(["- backbone frozen: only the reward head was trained"] if cfg.freeze_backbone else []),
+        f"- seed: {cfg.seed}", f"- commit: {info['commit'] or 'unknown'}",
         f"- versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()), "", "## Data", "",
         *[f"- `{d['path']}` sha256 `{d['sha256']}` ({d['records']} records)" for d in info["data"]], "", "## Use", "",
         "```python", "import rm_training  # registers the NemotronH reward head", "from transformers import AutoModelForSequenceClassification, AutoTokenizer",

@@ -287,3 +287,20 @@ def test_max_length_past_an_encoders_positions(ws, tmp_path, capsys):
     ck = build("bert", tmp_path / "bert")  # 256 positions
     assert run_cli("train", "--workspace", ws, "--name", "pref", "--objective", "bt", "--backbone", ck, "--max_length", "300", "--out", "bad") == 2
     assert f"--max_length 300 is longer than {ck} can read (bert: 256 positions); use --max_length 256 or less" in capsys.readouterr().err
+
+
+def test_two_stage_from_a_pretrained_encoder_run(ws, tmp_path):
+    """regression on BERT, then bt --init_from it: fine-tuning defaults, and the bt head (BERT's
+    `classifier`, with its bias) starts as the regression's helpfulness output."""
+    from rm_training.config import FINETUNE
+    from rm_training.train import parse_config
+
+    ck = build("bert", tmp_path / "bert")
+    assert _train(ws, ck, "reg-bert-stage1", name="hs2", objective="regression") == 0
+    stage1 = ws / "runs" / "reg-bert-stage1"
+    assert parse_config("bt", None, ["--init_from", str(stage1)], tmp_path / "x").learning_rate == FINETUNE["learning_rate"]
+    assert _train(ws, ck, "bt-bert-stage2", "--init_from", stage1, "--learning_rate", "0.0") == 0
+    w1, w2 = load_file(str(stage1 / "model.safetensors")), load_file(str(ws / "runs" / "bt-bert-stage2" / "model.safetensors"))
+    h = json.loads((stage1 / "config.json").read_text())["reward_attributes"].index("helpfulness")
+    assert w2["classifier.weight"].shape[0] == 1
+    assert torch.allclose(w2["classifier.weight"][0], w1["classifier.weight"][h]) and torch.allclose(w2["classifier.bias"][0], w1["classifier.bias"][h])

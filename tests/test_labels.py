@@ -1,0 +1,73 @@
+"""helpsteer/labels.py: the one item-label rule (source label > analysis label > vote mean), and
+that regression training, regression evaluation and rating-derived principles all read it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+
+from conftest import run_cli, write_jsonl
+from helpsteer.labels import item_labels
+
+
+@pytest.fixture(scope="module")
+def votes_ws(tmp_path_factory):
+    """Per-annotator ratings only (HelpSteer2 disagreements layout): three items with 3 votes, one
+    with 2 (the HelpSteer2 procedure leaves it unlabelled), one with an outlier vote."""
+    root = tmp_path_factory.mktemp("labels")
+    rows = [
+        {"prompt": "p1", "response": "r1", "helpfulness": [4, 4, 3], "correctness": [2, 2, 2], "coherence": [4, 4, 4], "complexity": [1, 1, 1], "verbosity": [1, 2, 1]},
+        {"prompt": "p2", "response": "r2", "helpfulness": [0, 3, 3, 4], "correctness": [3, 3, 3, 3], "coherence": [3, 3, 3, 3], "complexity": [2, 2, 2, 2], "verbosity": [2, 2, 2, 2]},
+        {"prompt": "p3", "response": "r3", "helpfulness": [1, 2], "correctness": [1, 1], "coherence": [2, 2], "complexity": [0, 0], "verbosity": [0, 0]},
+        {"prompt": "p4", "response": "r4", "helpfulness": [2, 2, 1], "correctness": [4, 3, 3], "coherence": [4, 4, 3], "complexity": [1, 2, 2], "verbosity": [3, 3, 3]},
+    ]
+    f = write_jsonl(root / "disagreements.jsonl", rows)
+    ws = root / "ws"
+    assert run_cli("ingest", f, "--workspace", ws, "--name", "votes", "--format", "helpsteer2-disagreements") == 0
+    return ws
+
+
+def _helpfulness(ws, name):
+    lab = item_labels(ws, name, ["helpfulness"])
+    resp = pl.read_parquet(ws / "datasets" / name / "responses.parquet").select("response_id", "response")
+    return dict(lab.join(resp, on="response_id").select("response", "label").iter_rows())
+
+
+def test_vote_mean_without_analysis_then_the_analysis_label(votes_ws):
+    assert _helpfulness(votes_ws, "votes") == pytest.approx({"r1": 11 / 3, "r2": 2.5, "r3": 1.5, "r4": 5 / 3})
+    assert run_cli("analyze", "--workspace", votes_ws, "--name", "votes") == 0
+    # HelpSteer2: r2's 0 is more than 2 from the median and dropped, then the mean of the 3 closest;
+    # r3 has 2 annotators (fewer than 3) and no label at all
+    assert _helpfulness(votes_ws, "votes") == pytest.approx({"r1": 11 / 3, "r2": 10 / 3, "r4": 5 / 3})
+    items = pl.read_parquet(votes_ws / "datasets" / "votes" / "analysis" / "items.parquet")
+    assert items["helpfulness_label"].null_count() == 1
+
+
+def test_the_source_label_wins(tmp_path):
+    rows = [{"prompt": "p", "response": "r", "helpfulness": 1, "correctness": 2, "coherence": 3, "complexity": 0, "verbosity": 4}]
+    ws = tmp_path / "ws"
+    assert run_cli("ingest", write_jsonl(tmp_path / "train.jsonl", rows), "--workspace", ws, "--name", "given", "--format", "helpsteer2") == 0
+    lab = item_labels(ws, "given")
+    assert dict(lab.select("attribute", "label").iter_rows()) == {"helpfulness": 1, "correctness": 2, "coherence": 3, "complexity": 0, "verbosity": 4}
+
+
+def test_training_and_evaluation_use_the_same_targets(votes_ws, tmp_path):
+    from rm_training.data import load_rated
+    from rm_training.tokenizer import train_bpe
+
+    assert run_cli("analyze", "--workspace", votes_ws, "--name", "votes") == 0
+    attrs = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
+    want = {(r, a): y for r, a, y in item_labels(votes_ws, "votes", attrs).iter_rows()}
+    rated = load_rated(votes_ws, "votes", train_bpe(["r1 r2 r3 r4 p1 p2"] * 5, vocab_size=280), None, attributes=attrs)
+    got = {(rid, a): t for rid, ts in zip(rated.response_id, rated.targets) for a, t in zip(attrs, ts) if not np.isnan(t)}
+    assert got == pytest.approx(want)
+    assert run_cli("train", "--workspace", votes_ws, "--name", "votes", "--objective", "regression", "--backbone", "tiny", "--max_steps", "2",
+                   "--out", "reg") == 0
+    out = tmp_path / "eval.json"
+    assert run_cli("eval", "--model", votes_ws / "runs" / "reg", "--workspace", votes_ws, "--name", "votes", "--out", out) == 0
+    detail = pl.read_parquet(tmp_path / "eval_responses.parquet")
+    assert {(r, a): y for r, a, y in detail.select("response_id", "attribute", "label").iter_rows()} == pytest.approx(want)
+    assert json.loads(out.read_text())["regression"]["helpfulness"]["n"] == 3
