@@ -56,6 +56,21 @@ def table(name: str, tbl: str, columns: list[str] | None = None) -> pl.DataFrame
     return _table(str(p), _mtime(p), tuple(columns) if columns else None)
 
 
+@st.cache_data(show_spinner=False)
+def _pair_labels(ws: str, name: str, stamp: float) -> pl.DataFrame:
+    from helpsteer.export import pair_labels
+
+    return pair_labels(Path(ws), name)
+
+
+def pair_labels(name: str) -> pl.DataFrame:
+    """One row per pair with its label (helpsteer.export.pair_labels: strength < 0 = A chosen)."""
+    p = workspace() / "datasets" / name / "preferences.parquet"
+    if not p.exists():
+        return pl.DataFrame()
+    return _pair_labels(str(workspace()), name, _mtime(p))
+
+
 def manifest(name: str) -> dict:
     return json.loads((workspace() / "datasets" / name / "manifest.json").read_text())
 
@@ -131,8 +146,25 @@ def metrics(run: Path) -> pl.DataFrame:
     return _metrics(str(p), _mtime(p)) if p.exists() else pl.DataFrame()
 
 
-def eval_detail(run: Path, kind: str) -> pl.DataFrame | None:
-    p = run / f"eval_{kind}.parquet"
+def evaluations(run: Path) -> dict[str, Path]:
+    """A run's evaluations, one per dataset: {dataset: RUN/eval/<dataset>.json}; a run evaluated
+    before per-dataset files existed has only RUN/eval.json, listed under its own dataset name."""
+    out = {}
+    folder = run / "eval"
+    if folder.is_dir():
+        for p in sorted(folder.glob("*.json")):
+            ev = read_json(p) or {}
+            out[str(ev.get("dataset") or p.stem)] = p
+    latest = run / "eval.json"
+    if latest.exists() and not out:
+        ev = read_json(latest) or {}
+        out[str(ev.get("dataset") or "unknown dataset")] = latest
+    return out
+
+
+def eval_detail(path: Path, kind: str) -> pl.DataFrame | None:
+    """The per-pair or per-response detail written beside an evaluation file (<stem>_<kind>.parquet)."""
+    p = path.with_name(f"{path.stem}_{kind}.parquet")
     return _table(str(p), _mtime(p), None) if p.exists() else None
 
 
@@ -156,9 +188,30 @@ def ws_arg() -> str:
     return str(workspace()) if workspace() else "WS"
 
 
-def pick_dataset(label: str = "Dataset", need: str | None = None) -> str | None:
+@st.cache_data(show_spinner=False)
+def _has_annotator_ids(ws: str, name: str, stamp: float) -> bool:
+    """Whether a dataset's ratings or votes carry real annotator ids (not null = aggregated, not
+    anon:<item>:<k> = votes kept without who cast them)."""
+    for tbl in ("ratings", "preferences"):
+        p = Path(ws) / "datasets" / name / f"{tbl}.parquet"
+        if p.exists() and "annotator_id" in pl.read_parquet_schema(p):
+            a = pl.col("annotator_id")
+            ids = pl.scan_parquet(p).filter(a.is_not_null() & ~a.str.starts_with("anon:")).select(pl.len())
+            if ids.collect().item():
+                return True
+    return False
+
+
+def has_annotator_ids(name: str) -> bool:
+    ws = workspace()
+    return _has_annotator_ids(str(ws), name, _mtime(ws / "datasets" / name / "manifest.json"))
+
+
+def pick_dataset(label: str = "Dataset", need: str | None = None, prefer_annotators: bool = False) -> str | None:
+    """A sidebar choice of dataset; `need`: only those whose analysis output exists and has
+    content; `prefer_annotators`: those with annotator ids first, so the page opens on one."""
     names = dataset_names()
-    if need:  # only datasets whose analysis output exists and has content
+    if need:
         def has(n):
             p = analysis_dir(n) / need
             if not p.exists():
@@ -167,4 +220,28 @@ def pick_dataset(label: str = "Dataset", need: str | None = None) -> str | None:
         names = [n for n in names if has(n)]
     if not names:
         return None
+    if prefer_annotators:
+        names = sorted(names, key=lambda n: not has_annotator_ids(n))  # stable: otherwise in listing order
     return st.sidebar.selectbox(label, names, key=f"ds-{label}-{need}")
+
+
+def format_name(fmt) -> str:
+    """A manifest's `format`: one name, or a list (a dataset of several sources: llmfao's pairs + votes)."""
+    if isinstance(fmt, (list, tuple)):
+        return ", ".join(dict.fromkeys(map(str, fmt)))
+    return "" if fmt is None else str(fmt)
+
+
+def bar_or_text(df: pl.DataFrame, x: str, y: str, title: str, **kwargs) -> None:
+    """A bar chart, or one line of text when there is a single category (a chart of one bar says less)."""
+    import plotly.express as px
+
+    if df.height == 0:
+        return
+    if df.height == 1:
+        r = df.row(0, named=True)
+        extra = "".join(f", {k} {r[k]}" for k in kwargs.get("hover_data", []) if k in r)
+        value = r[y]
+        st.write(f"**{title}**: {r[x]}: {value:.3f}{extra}" if isinstance(value, float) else f"**{title}**: {r[x]}: {value}{extra}")
+        return
+    st.plotly_chart(px.bar(df.to_pandas(), x=x, y=y, title=title, **kwargs), width="stretch")

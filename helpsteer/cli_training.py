@@ -76,7 +76,7 @@ def register(app: typer.Typer) -> None:
         name: Optional[str] = typer.Option(None, "--name", help="Dataset: its validation split, else test, else all rows."),
         data: Optional[Path] = typer.Option(None, "--data", help="Or a file in any ingest format."),
         format: str = typer.Option("auto", "--format", help="Format of --data."),
-        out: Optional[Path] = typer.Option(None, "--out", help="Where to write the JSON (default RUN/eval.json)."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Where to write the JSON (default RUN/eval/<dataset>.json, one per dataset, and RUN/eval.json for the latest)."),
     ) -> None:
         """Evaluate a run: pairwise accuracy, RewardBench sections, RM-Bench, calibration, regression metrics."""
         from helpsteer.errors import UsageError

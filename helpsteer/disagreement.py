@@ -67,9 +67,11 @@ class PairDisagreement:
     strong: float = 2.0  # the |strength| >= 2 on both sides variant
     pairs_: pl.DataFrame = field(default_factory=pl.DataFrame, init=False)
     summary_: dict = field(default_factory=dict, init=False)
+    votes_max_abs_: float | None = field(default=None, init=False)  # the strongest vote's |strength| (None: no votes)
 
     def fit(self, preferences: pl.DataFrame, responses: pl.DataFrame, ratings: pl.DataFrame | None = None) -> "PairDisagreement":
         votes = preferences.filter(pl.col("annotator_id").is_not_null())
+        self.votes_max_abs_ = float(votes["strength"].abs().max()) if votes.height and votes["strength"].abs().max() is not None else None
         s = pl.col("strength")
         per_pair = preferences.group_by("pair_id", maintain_order=True).agg(
             pl.col("response_a_id", "response_b_id", "subset").first(),
@@ -149,6 +151,14 @@ class PairDisagreement:
         samples = np.concatenate(samples) if samples else np.array([])
         return stat(value, bootstrap_ci(samples, value, self.confidence))
 
+    def _strong_rate(self, ann: pl.DataFrame, rng: np.random.Generator) -> dict:
+        """Strong votes (|strength| >= strong) on both sides; n/a, not 0, where no vote of the
+        dataset can be that strong (sources that give only a direction: -1, 0, 1)."""
+        biggest = self.votes_max_abs_
+        if biggest is not None and biggest < self.strong:
+            return stat(None, reason=f"needs votes with |strength| >= {self.strong:g}; this dataset's votes reach only {biggest:g} (direction only)")
+        return self._rate(ann["diverging_strong"].to_numpy().astype(float), rng)
+
     def _summary(self) -> dict:
         rng = np.random.default_rng(self.seed)
         ann = self.pairs_.filter(pl.col("n_votes") >= 2)
@@ -158,7 +168,7 @@ class PairDisagreement:
             "diverging_rate": self._rate(ann["diverging"].to_numpy().astype(float), rng),
             "unanimous_rate": self._rate(ann["unanimous"].to_numpy().astype(float), rng),
             "diverging_rate_ties": self._rate(ann["diverging_with_ties"].to_numpy().astype(float), rng),
-            "diverging_rate_strong": self._rate(ann["diverging_strong"].to_numpy().astype(float), rng),
+            "diverging_rate_strong": self._strong_rate(ann, rng),
         }
         by_domain = {}
         for (dom,), g in ann.group_by(["domain"], maintain_order=True):

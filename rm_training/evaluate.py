@@ -6,6 +6,7 @@ the dataset has an analysis. Written to RUN/eval.json."""
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import shutil
 import tempfile
@@ -16,6 +17,7 @@ import polars as pl
 
 from helpsteer import store
 from helpsteer.errors import UsageError
+from helpsteer.readers import file_sha256
 
 # RewardBench v1 sections (allenai/reward-bench constants); Reasoning counts math-prm as 984
 # examples so that it weighs as much as the six hep-* code subsets together.
@@ -45,15 +47,24 @@ def rewardbench_sections(per_subset: dict[str, dict]) -> dict | None:
     return out
 
 
-def calibration(p: np.ndarray, y: np.ndarray, bins: int = 10) -> dict:
-    """Brier score and expected calibration error of probabilities p for outcomes y (0/1/0.5)."""
+def calibration(p: np.ndarray, y: np.ndarray, bins: int = 10, both_orientations: bool = False) -> dict:
+    """Brier score and expected calibration error of probabilities p for outcomes y (0/1/0.5).
+
+    both_orientations (pairwise P(A better)): every pair counts once as (A, B) and once as (B, A),
+    i.e. (p, y) and (1 - p, 1 - y). Which response a source puts first is arbitrary, and on gold
+    data it is often always the chosen one (y = 1 everywhere): then Brier and ECE would collapse to
+    1 - mean p, and an uninformative model (p = 0.5) would look badly calibrated (HH-RLHF: ECE 0.498)."""
+    orientation = "as stored"
+    if both_orientations:
+        p, y = np.concatenate([p, 1 - p]), np.concatenate([y, 1 - y])
+        orientation = "both (each pair as A-B and as B-A)"
     edges = np.linspace(0, 1, bins + 1)
     which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
     ece = sum(abs(p[which == b].mean() - y[which == b].mean()) * (which == b).mean() for b in range(bins) if (which == b).any())
     # the reliability diagram: per non-empty bin, mean predicted probability vs observed frequency
     reliability = [{"bin": b, "n": int((which == b).sum()), "p_mean": float(p[which == b].mean()), "y_mean": float(y[which == b].mean())}
                    for b in range(bins) if (which == b).any()]
-    return {"brier": float(np.mean((p - y) ** 2)), "ece": float(ece), "bins": bins, "reliability": reliability}
+    return {"brier": float(np.mean((p - y) ** 2)), "ece": float(ece), "bins": bins, "orientation": orientation, "reliability": reliability}
 
 
 def _dataset_from_file(path: Path, fmt: str, tmp: Path) -> tuple[Path, str]:
@@ -86,7 +97,9 @@ def evaluate(run: Path, workspace: Path | None = None, name: str | None = None, 
             from .data import choose_split
 
             split = choose_split(workspace, name, "eval")
-        res = {"objective": getattr(model.config, "objective", None), "model": str(run), "dataset": name, "split": split}
+        label, digest = (_file_label(Path(data)), file_sha256(Path(data))) if data is not None else (name, dataset_hash(workspace, name))
+        res = {"objective": getattr(model.config, "objective", None), "model": str(run), "dataset": label, "dataset_sha256": digest,
+               "data": str(data) if data is not None else None, "split": split}
         resp = store.load_table(workspace, name, "responses", ["response_id", "context", "response", "split"])
         if split is not None:
             resp = resp.filter(pl.col("split") == split)
@@ -108,12 +121,43 @@ def evaluate(run: Path, workspace: Path | None = None, name: str | None = None, 
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-    out = Path(out) if out else run / "eval.json"
-    store.write_json(out, res)
-    # per-pair and per-response detail beside it (the dashboard's evaluation page plots them)
-    for key, df in detail.items():
-        store.write_parquet(df, out.with_name(f"{out.stem}_{key}.parquet"))
+    res["created"] = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    if out is not None:
+        targets = [Path(out)]
+    else:
+        # one evaluation per dataset (RUN/eval/<dataset>.json), and RUN/eval.json = the latest, naming its file
+        per = run / "eval" / f"{res['dataset']}.json"
+        res["evaluation_file"] = str(per.relative_to(run))
+        targets = [per, run / "eval.json"]
+    for t in targets:
+        t.parent.mkdir(parents=True, exist_ok=True)
+        store.write_json(t, res)
+        # per-pair and per-response detail beside it (the dashboard's evaluation page plots them)
+        for key, df in detail.items():
+            store.write_parquet(df, t.with_name(f"{t.stem}_{key}.parquet"))
     return res
+
+
+def dataset_hash(workspace: Path, name: str) -> str:
+    """sha256 over a workspace dataset's sources (their own sha256s, sorted): what an evaluation
+    was computed on."""
+    import hashlib
+
+    shas = sorted(s["sha256"] for s in store.read_manifest(workspace, name).get("sources", []))
+    return hashlib.sha256("\n".join(shas).encode()).hexdigest()
+
+
+GENERIC_STEMS = {"dataset", "data", "test", "train", "validation", "dev", "eval", "all", "pairs"}
+
+
+def _file_label(path: Path) -> str:
+    """The name an evaluation of a file is kept under: its stem without .json/.jsonl/.gz, with the
+    folder's name in front when the stem alone says nothing (LLMBar's Natural/dataset.json ->
+    Natural-dataset)."""
+    stem = path.name
+    for suf in (".gz", ".jsonl", ".json", ".parquet", ".csv", ".tsv"):
+        stem = stem.removesuffix(suf)
+    return f"{path.parent.name}-{stem}" if stem.lower() in GENERIC_STEMS and path.parent.name else stem
 
 
 def _pairwise(res: dict, workspace: Path, name: str, reward: dict, detail: dict | None = None, log_var: dict | None = None) -> None:
@@ -157,7 +201,7 @@ def _pairwise(res: dict, workspace: Path, name: str, reward: dict, detail: dict 
         sd, z = None, d
         p = 1 / (1 + np.exp(-np.clip(d, -60, 60)))
     y = np.where(s < 0, 1.0, np.where(s > 0, 0.0, 0.5))
-    res["calibration"] = calibration(p, y)
+    res["calibration"] = calibration(p, y, both_orientations=True)
     styles = [(r["style_a"], r["style_b"]) for r in rows]
     if any(a is not None for a, _ in styles):
         mat = np.full((3, 3), np.nan)

@@ -165,12 +165,19 @@ class Scorer:
         return self.results(self.logits(ids), truncated)
 
     def prefer_a(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """P(A better) from the logits of the two responses: Thurstonian for mean-var models
-        (Phi((mu_A - mu_B) / sqrt(var_A + var_B))), else the Bradley-Terry sigmoid of r_A - r_B."""
+        """P(A better) from the logits of the two responses (see p_a_better)."""
         if self.objective == "meanvar":
-            from scipy.stats import norm
+            return p_a_better(a[:, 0], b[:, 0], np.exp(0.5 * np.clip(a[:, 1], -30, 30)), np.exp(0.5 * np.clip(b[:, 1], -30, 30)))
+        return p_a_better(self.rewards(a), self.rewards(b))
 
-            var = np.exp(np.clip(a[:, 1], -30, 30)) + np.exp(np.clip(b[:, 1], -30, 30))
-            return norm.cdf((a[:, 0] - b[:, 0]) / np.sqrt(var))
-        d = self.rewards(a) - self.rewards(b)
-        return 1 / (1 + np.exp(-np.clip(d, -60, 60)))
+
+def p_a_better(reward_a, reward_b, sigma_a=None, sigma_b=None) -> np.ndarray:
+    """P(A better): Thurstonian Phi((mu_A - mu_B) / sqrt(sigma_A^2 + sigma_B^2)) when the model
+    gives uncertainties (mean-variance models, Diverging Preferences), else the Bradley-Terry
+    sigmoid of r_A - r_B. The API's /v1/compare, eval and the dashboard all use this."""
+    d = np.asarray(reward_a, dtype=np.float64) - np.asarray(reward_b, dtype=np.float64)
+    if sigma_a is not None and sigma_b is not None:
+        from scipy.stats import norm
+
+        return norm.cdf(d / np.sqrt(np.asarray(sigma_a, dtype=np.float64) ** 2 + np.asarray(sigma_b, dtype=np.float64) ** 2))
+    return 1 / (1 + np.exp(-np.clip(d, -60, 60)))

@@ -43,6 +43,7 @@ def dash_ws(tmp_path_factory):
     assert run_cli("train", "--workspace", ws, "--name", "hs2", "--objective", "regression", *common) == 0
     assert run_cli("eval", "--model", ws / "runs" / "pref-bt", "--workspace", ws, "--name", "pref") == 0
     assert run_cli("eval", "--model", ws / "runs" / "hs2-regression", "--workspace", ws, "--name", "hs2") == 0
+    assert run_cli("train", "--workspace", ws, "--name", "pref", "--objective", "meanvar", *common) == 0
     # an attack record in the contract's attack.json layout
     att = ws / "attacks" / "pref"
     att.mkdir(parents=True)
@@ -171,3 +172,62 @@ def test_every_page_in_a_real_browser(dash_ws, tmp_path):
     assert len(list(shots.glob("*.png"))) == len(PAGES)
     with pytest.raises(httpx.HTTPError):  # the PID was the server itself: nothing is left listening
         httpx.get(url + "/_stcore/health", timeout=2)
+
+
+def _frames(at: AppTest) -> list:
+    return [d.value for d in at.dataframe]
+
+
+def test_playground_mean_variance_p_a_better_is_thurstonian(dash_ws, monkeypatch):
+    """The same formula as /v1/compare: Phi((mu_A - mu_B) / sqrt(sigma_A^2 + sigma_B^2))."""
+    from scipy.stats import norm
+
+    from rm_training.scoring import Item, Scorer
+
+    at = app(dash_ws, monkeypatch, "playground")
+    at.sidebar.selectbox[0].set_value("pref-meanvar")
+    at.text_area[2].set_value("Paris is the capital.")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    ctx = [{"role": "user", "content": "What is the capital of France?"}]
+    a, b = Scorer(dash_ws / "runs" / "pref-meanvar").score([Item(ctx, "The capital of France is Paris."), Item(ctx, "Paris is the capital.")])
+    want = norm.cdf((a["reward"] - b["reward"]) / (a["uncertainty"] ** 2 + b["uncertainty"] ** 2) ** 0.5)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["P(A better)"] == f"{want:.3f}"
+
+
+def test_agreement_and_diverging_open_on_a_dataset_with_annotator_ids(dash_ws, monkeypatch):
+    # dis and pref keep votes without identities (anon:...); the Label Studio export has emails
+    at = app(dash_ws, monkeypatch, "agreement")
+    assert at.sidebar.selectbox[0].value == "ls"
+
+
+def test_single_category_chart_is_one_line_of_text(dash_ws, monkeypatch):
+    at = app(dash_ws, monkeypatch, "diverging")
+    assert not at.exception, at.exception
+    domains = {r["domain"] for r in json.loads((dash_ws / "datasets" / "pref" / "analysis" / "agreement.json").read_text())["preferences"]["by_domain"]}
+    lines = [m.value for m in at.markdown if "Diverging rate by domain" in m.value]
+    assert (len(lines) == 1) == (len(domains) == 1)
+
+
+def test_item_explorer_shows_which_response_was_chosen(dash_ws, monkeypatch):
+    import polars as pl
+
+    at = app(dash_ws, monkeypatch, "items")
+    at.sidebar.selectbox[0].set_value("pref").run()
+    assert not at.exception, at.exception
+    frames = [f for f in _frames(at) if "outcome" in f.columns]
+    assert frames, "no pairs table"
+    rid = at.selectbox[0].value
+    labels = pl.read_parquet(dash_ws / "datasets" / "pref" / "preferences.parquet")
+    row = frames[0].iloc[0]
+    pair = labels.filter(pl.col("pair_id") == row["pair_id"])
+    side = "A" if pair["response_a_id"][0] == rid else "B"
+    assert row["this response is"] == side and row["outcome"] in ("this response chosen", "the other chosen", "tie")
+
+
+def test_evaluation_page_names_the_dataset_of_every_figure(dash_ws, monkeypatch):
+    at = app(dash_ws, monkeypatch, "evaluation")
+    at.selectbox[0].set_value("pref-bt").run()
+    assert at.selectbox[1].value == "pref"
+    assert any("evaluated on dataset `pref`" in c.value for c in at.caption)

@@ -19,8 +19,9 @@ rounds = pl.DataFrame(res.get("rounds") or [], infer_schema_length=None)
 if rounds.height:
     st.dataframe(rounds, hide_index=True, width="stretch")
     long = rounds.unpivot(index="round", on=[c for c in ("attack_success_rate", "clean_accuracy") if c in rounds.columns])
-    st.plotly_chart(px.line(long.to_pandas(), x="round", y="value", color="variable", markers=True, title="Attack success and clean accuracy by round"),
-                    width="stretch")
+    fig = px.line(long.to_pandas(), x="round", y="value", color="variable", markers=True, title="Attack success and clean accuracy by round")
+    fig.update_xaxes(dtick=1, tick0=0)  # rounds are whole numbers
+    st.plotly_chart(fig, width="stretch")
 ex = res.get("examples") or []
 st.subheader(f"Successful attacks ({len(ex)})")
 if ex:

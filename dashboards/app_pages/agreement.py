@@ -8,7 +8,7 @@ import streamlit as st
 from dashboards import data
 
 st.title("Agreement")
-name = data.pick_dataset("Dataset", need="agreement.json")
+name = data.pick_dataset("Dataset", need="agreement.json", prefer_annotators=True)
 if name is None:
     data.missing("No dataset has an analysis yet.", f"helpsteer analyze --workspace {data.ws_arg()} --name NAME")
     st.stop()
@@ -25,7 +25,10 @@ if rows:
     df = pl.DataFrame(rows, infer_schema_length=None)
     st.dataframe(df, hide_index=True, width="stretch")
     shown = df.filter(pl.col("value").is_not_null())
-    if shown.height:
+    if shown.height and shown["attribute"].n_unique() == 1 and shown["statistic"].n_unique() == 1:
+        r = shown.row(0, named=True)
+        st.write(f"**{r['statistic']}** of {r['attribute']}: {r['value']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]")
+    elif shown.height:
         pdf = shown.with_columns((pl.col("ci_high") - pl.col("value")).alias("up"), (pl.col("value") - pl.col("ci_low")).alias("down")).to_pandas()
         st.plotly_chart(px.scatter(pdf, x="attribute", y="value", color="statistic", error_y="up", error_y_minus="down",
                                    title="Point estimates with 95% bootstrap intervals"), width="stretch")
@@ -40,8 +43,12 @@ if prefs.get("n_pairs"):
     cols[1].metric("pairs with 2+ votes", prefs.get("n_annotated_pairs"))
     dr, ur = prefs.get("diverging_rate"), prefs.get("unanimous_rate")
     val = lambda x: x.get("value") if isinstance(x, dict) else x  # noqa: E731
-    cols[2].metric("diverging rate", "-" if val(dr) is None else f"{val(dr):.3f}")
-    cols[3].metric("unanimous rate", "-" if val(ur) is None else f"{val(ur):.3f}")
+    cols[2].metric("diverging rate", "n/a" if val(dr) is None else f"{val(dr):.3f}", help=dr.get("reason") if isinstance(dr, dict) else None)
+    cols[3].metric("unanimous rate", "n/a" if val(ur) is None else f"{val(ur):.3f}", help=ur.get("reason") if isinstance(ur, dict) else None)
+    strong = prefs.get("diverging_rate_strong")
+    if isinstance(strong, dict):
+        st.caption("Strong diverging rate (|strength| >= 2 on both sides): "
+                   + (f"{strong['value']:.3f}" if strong.get("value") is not None else f"n/a: {strong.get('reason')}"))
 
 ann = data.analysis_table(name, "annotators")
 st.subheader("Annotators")

@@ -17,9 +17,9 @@ rows = []
 for m in ds:
     t = m.get("tables", {})
     src = m.get("sources", [])
-    rows.append({"dataset": m["name"], "format": m.get("format"), "sources": len(src), "records": sum(s.get("records", 0) for s in src),
+    rows.append({"dataset": m["name"], "format": data.format_name(m.get("format")), "sources": len(src), "records": sum(s.get("records", 0) for s in src),
                  "quarantined": sum(s.get("quarantined", 0) for s in src), **{k: v for k, v in t.items()}, "updated": m.get("updated")})
-st.dataframe(pl.DataFrame(rows), hide_index=True, width="stretch")
+st.dataframe(pl.DataFrame(rows, infer_schema_length=None), hide_index=True, width="stretch")
 
 name = st.selectbox("Dataset", [m["name"] for m in ds])
 man = data.manifest(name)
@@ -47,7 +47,10 @@ ratings = data.table(name, "ratings", ["response_id", "annotator_id", "attribute
 if ratings.height:
     st.subheader("Attribute scores")
     dist = ratings.group_by("attribute", "score").len().sort("attribute", "score")
-    st.plotly_chart(px.bar(dist.to_pandas(), x="score", y="len", facet_col="attribute", labels={"len": "ratings"}), width="stretch")
+    n_attr = dist["attribute"].n_unique()
+    # facets wrap (a dataset may rate many criteria); scores on their own scale (0-4, 0-100, 0/1)
+    st.plotly_chart(px.bar(dist.to_pandas(), x="score", y="len", facet_col="attribute", facet_col_wrap=min(n_attr, 5), labels={"len": "ratings"},
+                           height=280 * ((n_attr + 4) // 5)), width="stretch")
     per_item = ratings.group_by("response_id", "attribute").agg(pl.col("score").mean()).pivot(on="attribute", index="response_id", values="score")
     cols = [c for c in per_item.columns if c != "response_id"]
     if len(cols) > 1:
@@ -62,4 +65,6 @@ if resp.height:
                          resp.select(pl.col("response").str.len_chars().alias("chars")).with_columns(pl.lit("response").alias("text"))])
     st.plotly_chart(px.histogram(lengths.to_pandas(), x="chars", color="text", nbins=60, barmode="overlay"), width="stretch")
     if resp["split"].null_count() < resp.height:
-        st.dataframe(resp.group_by("split").len().sort("split"), hide_index=True)
+        st.dataframe(resp.group_by("split").len().sort("split").with_columns(pl.col("split").fill_null("unsplit")), hide_index=True)
+    else:
+        st.caption("Splits: unsplit (no row has a split; `helpsteer split` makes train/validation by prompt).")

@@ -1,14 +1,13 @@
 """Diverging pairs: how often annotators disagree on which response is better, overall, by domain
 and by cue, and a browser of the pairs with both responses and every vote."""
 
-import plotly.express as px
 import polars as pl
 import streamlit as st
 
 from dashboards import data
 
 st.title("Diverging pairs")
-name = data.pick_dataset("Dataset", need="pairs.parquet")
+name = data.pick_dataset("Dataset", need="pairs.parquet", prefer_annotators=True)
 pairs = data.analysis_table(name, "pairs") if name else None
 if pairs is None or pairs.height == 0:
     data.missing("No dataset has analysed preference pairs yet (pairs with annotator votes).",
@@ -29,10 +28,10 @@ v = voted.join(meta, on="pair_id", how="left").join(dom, on="prompt_id", how="le
 
 if v.height:
     by_dom = v.group_by("domain").agg(pl.col("diverging").mean().alias("diverging_rate"), pl.len().alias("pairs")).sort("pairs", descending=True)
-    st.plotly_chart(px.bar(by_dom.to_pandas(), x="domain", y="diverging_rate", hover_data=["pairs"], title="Diverging rate by domain"), width="stretch")
+    data.bar_or_text(by_dom, "domain", "diverging_rate", "Diverging rate by domain", hover_data=["pairs"])
     cues = v.explode("cues").with_columns(pl.col("cues").fill_null("(no cue)")).group_by("cues").agg(
         pl.col("diverging").mean().alias("diverging_rate"), pl.len().alias("pairs")).sort("pairs", descending=True)
-    st.plotly_chart(px.bar(cues.to_pandas(), x="cues", y="diverging_rate", hover_data=["pairs"], title="Diverging rate by cue"), width="stretch")
+    data.bar_or_text(cues, "cues", "diverging_rate", "Diverging rate by cue", hover_data=["pairs"])
 
 st.subheader("Browse pairs")
 f1, f2, f3 = st.columns(3)

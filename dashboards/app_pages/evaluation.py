@@ -9,13 +9,19 @@ import streamlit as st
 from dashboards import data
 
 st.title("Evaluation")
-runs = [r for r in data.runs() if (r / "eval.json").exists()]
+runs = [r for r in data.runs() if data.evaluations(r)]
 if not runs:
-    data.missing("No evaluated run yet (RUN/eval.json).", f"helpsteer eval --model {data.ws_arg()}/runs/RUN --workspace {data.ws_arg()} --name NAME")
+    data.missing("No evaluated run yet (RUN/eval/<dataset>.json).", f"helpsteer eval --model {data.ws_arg()}/runs/RUN --workspace {data.ws_arg()} --name NAME")
     st.stop()
 pick = st.selectbox("Run", [r.name for r in runs], key="eval-run")
 run = next(r for r in runs if r.name == pick)
-ev = data.read_json(run / "eval.json")
+evals = data.evaluations(run)
+dataset = st.selectbox("Evaluated on", list(evals), key=f"eval-ds-{pick}")
+path = evals[dataset]
+ev = data.read_json(path) or {}
+trained_on = (data.read_json(run / "run_config.json") or {}).get("run", {}).get("dataset")
+st.caption(f"Every figure on this page: run `{run.name}` (trained on `{trained_on}`) evaluated on dataset `{dataset}`, "
+           f"split {ev.get('split') or 'unsplit'}" + (f", data sha256 {ev['dataset_sha256'][:12]}" if ev.get("dataset_sha256") else "") + ".")
 
 c = st.columns(4)
 fmt = lambda x: "-" if x is None else (f"{x:.3f}" if isinstance(x, float) else str(x))  # noqa: E731
@@ -42,14 +48,16 @@ if ev.get("per_subset"):
 cal = ev.get("calibration") or {}
 if cal.get("reliability"):
     st.subheader(f"Calibration (Brier {cal['brier']:.3f}, ECE {cal['ece']:.3f})")
+    if cal.get("orientation"):
+        st.caption(f"Pairs oriented: {cal['orientation']}.")
     rel = pl.DataFrame(cal["reliability"]).to_pandas()
     fig = go.Figure([go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect", line={"dash": "dash", "color": "grey"}),
                      go.Scatter(x=rel["p_mean"], y=rel["y_mean"], mode="lines+markers", name=run.name, text=rel["n"],
                                 marker={"size": 6 + 20 * rel["n"] / rel["n"].max()})])
-    fig.update_layout(xaxis_title="predicted P(A better)", yaxis_title="observed frequency", title="Reliability diagram")
+    fig.update_layout(xaxis_title="predicted P(A better)", yaxis_title="observed frequency", title=f"Reliability diagram ({dataset})")
     st.plotly_chart(fig, width="stretch")
 
-pairs = data.eval_detail(run, "pairs")
+pairs = data.eval_detail(path, "pairs")
 if pairs is not None and pairs.height:
     decided = pairs.filter(pl.col("strength") != 0).with_columns(
         pl.when(pl.col("strength") < 0).then(pl.col("reward_a")).otherwise(pl.col("reward_b")).alias("chosen"),
@@ -65,9 +73,9 @@ if pairs is not None and pairs.height:
         st.plotly_chart(px.box(flagged.to_pandas(), x="kind", y="chosen minus rejected", points="outliers", title="Margins on unanimous vs diverging pairs"),
                         width="stretch")
 elif ev.get("n_pairs"):
-    st.caption("Per-pair scores appear here after a new `helpsteer eval` (it writes RUN/eval_pairs.parquet).")
+    st.caption("Per-pair scores appear here after a new `helpsteer eval` (it writes RUN/eval/<dataset>_pairs.parquet).")
 
-reg = data.eval_detail(run, "responses")
+reg = data.eval_detail(path, "responses")
 if reg is not None and reg.height:
     st.subheader("Regression: predicted vs label")
     if ev.get("regression"):

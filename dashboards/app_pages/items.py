@@ -47,6 +47,23 @@ if ratings.height:
             st.caption("Aggregated labels (analysis)")
             st.dataframe(lab.select([c for c in lab.columns if c.endswith("_label")]), hide_index=True)
 
+pairs = data.pair_labels(name)
+if pairs.height:
+    mine = pairs.filter((pl.col("response_a_id") == rid) | (pl.col("response_b_id") == rid))
+    if mine.height:
+        st.subheader("Preference pairs with this response")
+        text = dict(zip(resp["response_id"].to_list(), resp["response"].to_list()))
+        rows = []
+        for p in mine.iter_rows(named=True):
+            side = "A" if p["response_a_id"] == rid else "B"
+            other = p["response_b_id"] if side == "A" else p["response_a_id"]
+            s = p["strength"]
+            won = None if s is None else ("tie" if s == 0 else ("A" if s < 0 else "B"))
+            rows.append({"pair_id": p["pair_id"], "this response is": side, "chosen": won,
+                         "outcome": "no label" if won is None else ("tie" if won == "tie" else ("this response chosen" if won == side else "the other chosen")),
+                         "strength": s, "votes": p["n_votes"], "other response": (text.get(other) or "")[:160]})
+        st.dataframe(pl.DataFrame(rows, infer_schema_length=None), hide_index=True, width="stretch")
+
 runs = data.runs()
 if runs:
     st.subheader("Model scores")

@@ -63,10 +63,12 @@ for label, col, s in zip("AB", cols, scores):
     if s.get("truncated"):
         col.warning("truncated to the model's max length")
 if len(scores) == 2:
-    import math
+    from rm_training.scoring import p_a_better
 
-    d = scores[0]["reward"] - scores[1]["reward"]
-    st.metric("P(A better)", f"{1 / (1 + math.exp(-max(min(d, 60), -60))):.3f}")
+    a, b = scores
+    # the same formula as /v1/compare: Thurstonian for mean-variance models, the BT sigmoid otherwise
+    p = float(p_a_better(a["reward"], b["reward"], a.get("uncertainty"), b.get("uncertainty")))
+    st.metric("P(A better)", f"{p:.3f}", help="Phi((mu_A - mu_B) / sqrt(sigma_A^2 + sigma_B^2))" if a.get("uncertainty") is not None else "sigmoid(r_A - r_B)")
 if pscores:
     st.subheader("Principles")
     st.dataframe(pl.DataFrame([{"response": "AB"[i], **p} for i, r in enumerate(pscores) for p in r["principles"]]), hide_index=True)

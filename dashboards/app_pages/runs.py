@@ -32,15 +32,19 @@ else:
     st.write("The selected runs have no metrics.jsonl lines yet.")
 
 st.subheader("Final metrics")
+st.caption("One row per run and evaluation dataset: `trained on` is the training dataset, `evaluated on` the dataset each figure comes from.")
 rows = []
 for r in sel:
     cfg = data.read_json(r / "config.json") or {}
-    ev = data.read_json(r / "eval.json") or {}
     rc = (data.read_json(r / "run_config.json") or {}).get("run", {})
-    rows.append({"run": r.name, "objective": cfg.get("objective"), "dataset": rc.get("dataset"), "examples": rc.get("n_examples"),
-                 "eval accuracy": ev.get("accuracy"), "eval pairs": ev.get("n_pairs"), "brier": (ev.get("calibration") or {}).get("brier"),
-                 "unanimous acc": ev.get("unanimous_accuracy"), "diverging acc": ev.get("diverging_accuracy"),
-                 "principle acc": ev.get("principle_accuracy"), "divergence auroc": ev.get("divergence_auroc")})
+    base = {"run": r.name, "objective": cfg.get("objective"), "trained on": rc.get("dataset"), "examples": rc.get("n_examples")}
+    evals = data.evaluations(r) or {None: None}
+    for ds, path in evals.items():
+        ev = (data.read_json(path) if path else None) or {}
+        rows.append({**base, "evaluated on": ds or "not evaluated", "split": (ev.get("split") or "unsplit") if ev else None,
+                     "eval accuracy": ev.get("accuracy"), "eval pairs": ev.get("n_pairs"), "brier": (ev.get("calibration") or {}).get("brier"),
+                     "unanimous acc": ev.get("unanimous_accuracy"), "diverging acc": ev.get("diverging_accuracy"),
+                     "principle acc": ev.get("principle_accuracy"), "divergence auroc": ev.get("divergence_auroc")})
 st.dataframe(pl.DataFrame(rows, infer_schema_length=None), hide_index=True, width="stretch")
 
 st.subheader("Configs")
