@@ -205,7 +205,10 @@ def test_agreement_and_diverging_open_on_a_dataset_with_annotator_ids(dash_ws, m
 def test_single_category_chart_is_one_line_of_text(dash_ws, monkeypatch):
     at = app(dash_ws, monkeypatch, "diverging")
     assert not at.exception, at.exception
-    domains = {r["domain"] for r in json.loads((dash_ws / "datasets" / "pref" / "analysis" / "agreement.json").read_text())["preferences"]["by_domain"]}
+    import polars as pl
+
+    assert at.sidebar.selectbox[0].value == "pref"
+    domains = set(pl.read_parquet(dash_ws / "datasets" / "pref" / "responses.parquet")["domain"].fill_null("(none)").to_list())
     lines = [m.value for m in at.markdown if "Diverging rate by domain" in m.value]
     assert (len(lines) == 1) == (len(domains) == 1)
 
