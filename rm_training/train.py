@@ -211,7 +211,9 @@ def build_model(cfg: RewardConfig, tokenizer, num_labels: int):
         model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
     model.config.pad_token_id = tokenizer.pad_token_id
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        # non-reentrant: gradients reach LoRA adapters and a frozen backbone's head through the
+        # checkpointed blocks even though the embedding outputs need no gradient
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     head = _head_modules(model, fresh)
     if cfg.use_lora:
         from peft import LoraConfig, TaskType, get_peft_model
