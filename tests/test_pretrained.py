@@ -304,3 +304,18 @@ def test_two_stage_from_a_pretrained_encoder_run(ws, tmp_path):
     h = json.loads((stage1 / "config.json").read_text())["reward_attributes"].index("helpfulness")
     assert w2["classifier.weight"].shape[0] == 1
     assert torch.allclose(w2["classifier.weight"][0], w1["classifier.weight"][h]) and torch.allclose(w2["classifier.bias"][0], w1["classifier.bias"][h])
+
+
+@pytest.mark.parametrize("mode", [["--use_lora", "true"], ["--freeze_backbone", "true"]])
+def test_gradient_checkpointing_with_adapters_or_a_frozen_backbone(mode, ws, tmp_path):
+    """Checkpointed blocks still pass gradients to LoRA adapters / the head (non-reentrant)."""
+    ck = build("llama", tmp_path / "llama")
+    out = f"gc-{mode[0].strip('-')}"
+    assert _train(ws, ck, out, *mode, "--gradient_checkpointing", "true", "--learning_rate", "1e-2") == 0
+    before, after = load_file(str(ck / "model.safetensors")), load_file(str(ws / "runs" / out / "model.safetensors"))
+    shared_keys = [k for k in after if k in before and after[k].shape == before[k].shape]  # (the embedding grew by the pad row)
+    assert len(shared_keys) > 10
+    changed = [k for k in shared_keys if not torch.equal(after[k], before[k])]
+    # LoRA: merged deltas change the adapted linear layers; frozen: nothing of the backbone changes
+    assert bool(changed) == (mode[0] == "--use_lora")
+    assert "score.weight" in after
