@@ -25,7 +25,7 @@ import rm_training  # noqa: E402,F401  (registers the NemotronH reward head)
 
 rows = [json.loads(x) for x in open(a.data)]
 ds = datasets.Dataset.from_list([{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows])
-model = AutoModelForSequenceClassification.from_pretrained(a.backbone)
+model = AutoModelForSequenceClassification.from_pretrained(a.backbone, num_labels=1)  # a base checkpoint defaults to 2 labels
 tok = AutoTokenizer.from_pretrained(a.backbone)
 # TRL's defaults (bf16 autocast, gradient checkpointing, pad to the longest pair, no length grouping,
 # drop pairs over max_length); use_cpu is required on a machine without a GPU

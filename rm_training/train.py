@@ -215,6 +215,8 @@ def build_model(cfg: RewardConfig, tokenizer, num_labels: int):
         # checkpointed blocks even though the embedding outputs need no gradient
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     head = _head_modules(model, fresh)
+    if not isinstance(model, NemotronHForSequenceClassification):
+        _fp32_head_output(model)  # (the platform's NemotronH head does this itself)
     if cfg.use_lora:
         from peft import LoraConfig, TaskType, get_peft_model
 
@@ -223,8 +225,41 @@ def build_model(cfg: RewardConfig, tokenizer, num_labels: int):
                                                  modules_to_save=head))
     elif cfg.freeze_backbone:
         for n, p in model.named_parameters():
-            p.requires_grad_(n.split(".")[0] in head)
+            p.requires_grad_(_under(n, head))
     return model
+
+
+def _under(name: str, modules: list[str]) -> bool:
+    """Whether a parameter or module name lies in one of `modules` (full dotted names)."""
+    return any(name == m or name.startswith(m + ".") for m in modules)
+
+
+def _fp32_head_output(model) -> None:
+    """Recompute the reward head's last linear layer in fp32 outside autocast (a forward hook, so
+    nothing changes in the saved model): under bf16 autocast transformers' heads would return bf16
+    rewards (8 bits of mantissa), and the BT loss is built on their small differences."""
+    import torch
+    import torch.nn.functional as F
+
+    last = None
+    for name in HEAD_NAMES:
+        mod = getattr(model, name, None)
+        if isinstance(mod, torch.nn.Linear):
+            last = mod
+        elif isinstance(mod, torch.nn.Module):
+            linears = [m for m in mod.modules() if isinstance(m, torch.nn.Linear)]
+            last = linears[-1] if linears else None
+        if last is not None:
+            break
+    if last is None:
+        return
+
+    def hook(module, args, output):
+        x = args[0]
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return F.linear(x.float(), module.weight.float(), None if module.bias is None else module.bias.float())
+
+    last.register_forward_hook(hook)
 
 
 def _linear_head(model):
@@ -263,19 +298,37 @@ def _from_checkpoint(cfg: RewardConfig, num_labels: int, dtype):
     model, info = AutoModelForSequenceClassification.from_pretrained(cfg.backbone, config=mc, dtype=dtype, ignore_mismatched_sizes=True,
                                                                      output_loading_info=True, **kwargs)
     missing = set(info.get("missing_keys", [])) | {k for k, *_ in info.get("mismatched_keys", [])}
-    tops = {}
-    for name, _ in model.named_parameters():
-        tops.setdefault(name.split(".")[0], []).append(name)
-    fresh = [t for t, names in tops.items() if all(n in missing for n in names)]
+    fresh = [f for f in _fresh_modules(model, missing) if f.rsplit(".", 1)[-1] in HEAD_PARTS]
+    body = sorted(k for k in missing if not _under(k, fresh))
+    if body:
+        # parameters of the backbone itself that the checkpoint did not provide: training would
+        # start from random weights there (a renamed prefix, a layout transformers does not know)
+        raise UsageError(f"--backbone {cfg.backbone}: {len(body)} backbone weights are not in the checkpoint (e.g. {', '.join(body[:3])}); "
+                         "it does not match its config.json's architecture")
     return model, fresh
 
 
-# the reward heads of transformers' *ForSequenceClassification classes
+def _fresh_modules(model, missing: set[str]) -> list[str]:
+    """The outermost modules all of whose parameters were freshly initialised (not in the
+    checkpoint): the new head, and parts of it a base checkpoint lacks (BERT's pooler)."""
+    out: list[str] = []
+    for name, mod in model.named_modules():
+        if not name or _under(name, out):
+            continue
+        params = [f"{name}.{p}" for p, _ in mod.named_parameters()]
+        if params and all(p in missing for p in params):
+            out.append(name)
+    return out
+
+
+# the reward heads of transformers' *ForSequenceClassification classes, and the parts of them a
+# base checkpoint may lack (poolers and prediction heads sit between the encoder and the classifier)
 HEAD_NAMES = ("score", "classifier")
+HEAD_PARTS = ("score", "classifier", "pooler", "pre_classifier", "head")
 
 
 def _head_modules(model, fresh: list[str]) -> list[str]:
-    """Top-level modules that make up the reward head: the freshly initialised ones and the named
+    """Modules (full names) that make up the reward head: the freshly initialised ones and the named
     head. They are trained in full under LoRA (and saved with the adapter: losing the head is
     trl#1379 / OpenRLHF#873) and are all that trains with --freeze_backbone."""
     tops = {n for n, _ in model.named_children()}
@@ -292,14 +345,18 @@ def lora_targets(model, spec: str, head: list[str]) -> list[str]:
     comma-separated layer names (q_proj,v_proj)."""
     import torch
 
-    linear = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and n.split(".")[0] not in head]
+    linear = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and not _under(n, head)]
     if spec == "auto" and getattr(model.config, "model_type", "") == "nemotron_h":
-        spec = ",".join(NEMOTRON_H_LORA)
+        present = {n.rsplit(".", 1)[-1] for n in linear}
+        spec = ",".join(x for x in NEMOTRON_H_LORA if x in present)
     if spec in ("auto", "all-linear"):
         return linear
     names = [x.strip() for x in spec.split(",") if x.strip()]
     leaves = {n.rsplit(".", 1)[-1] for n in linear}
     unknown = [x for x in names if x not in leaves]
+    in_head = [x for x in unknown if any(n.rsplit(".", 1)[-1] == x for n, _ in model.named_modules() if _under(n, head))]
+    if in_head:
+        raise UsageError(f"--lora_target_modules: {', '.join(in_head)} is part of the reward head, which trains in full anyway; name backbone layers")
     if unknown:
         raise UsageError(f"--lora_target_modules: {', '.join(unknown)} is no linear layer of this model; it has {', '.join(sorted(leaves))}")
     return [n for n in linear if n.rsplit(".", 1)[-1] in names]
