@@ -102,7 +102,7 @@ def register(app: typer.Typer) -> None:
         ensemble: Optional[list[Path]] = typer.Option(None, "--ensemble", help="Ensemble runs (repeatable); default: trained here like the target with other seeds."),
         ensemble_size: int = typer.Option(2, "--ensemble-size", help="Ensemble members (trained when fewer are given)."),
         retrain_epochs: float = typer.Option(1.0, "--retrain-epochs", help="Epochs of each adversarial retraining (from the previous round's weights)."),
-        retrain_learning_rate: float = typer.Option(2e-4, "--retrain-learning-rate", help="Learning rate of the retraining (fine-tuning: lower than from scratch)."),
+        retrain_learning_rate: Optional[float] = typer.Option(None, "--retrain-learning-rate", help="Learning rate of the retraining from the previous round's weights. Default: 2e-4 (below the from-scratch 5e-4) for a preset target, the target's own rate for one fine-tuned from a pretrained checkpoint."),
         transfer: int = typer.Option(4, "--transfer", help="Replay each successful edit sequence on this many other training responses as extra adversarial pairs (0: only the successful attacks)."),
         seed: int = typer.Option(0, "--seed", help="Seed of prompt sampling and the search."),
     ) -> None:

@@ -6,7 +6,8 @@ Rule, per (response, attribute): the source's own aggregated label (ratings rows
 annotator_id is null) where it has one; else, when the dataset has been analysed, the analysis
 label (`helpsteer analyze`'s configured aggregation of the votes, analysis/items.parquet: an item
 that aggregation leaves unlabelled, such as one with too few annotators under the HelpSteer2
-procedure, has no label); else the mean of the annotators' votes."""
+procedure, has no label; one ingested after the analysis ran has its vote mean); else the mean of
+the annotators' votes."""
 
 from __future__ import annotations
 
@@ -56,7 +57,11 @@ def item_labels(workspace: Path, name: str, attributes: list[str] | tuple[str, .
     lab = given_and_votes(ratings)
     ana = analysis_labels(workspace, name)
     if ana is not None:
-        lab = lab.join(ana, on=KEY, how="left")
+        # an item the analysis has not seen (ingested after it ran) falls back to its vote mean;
+        # one the analysis saw and left unlabelled stays unlabelled
+        seen = ana.with_columns(pl.lit(True).alias("_seen"))
+        lab = lab.join(seen, on=KEY, how="left").with_columns(
+            pl.when(pl.col("_seen")).then(pl.col("aggregated")).otherwise(pl.col("vote_mean")).alias("aggregated")).drop("_seen")
     else:
         lab = lab.with_columns(pl.col("vote_mean").alias("aggregated"))
     if attributes is not None:

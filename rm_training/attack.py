@@ -114,7 +114,9 @@ class AttackConfig:
     retrain_epochs: float = 1.0
     adversarial_share: float = 0.25  # adversarial pairs repeated up to this share of the training pairs
     transfer: int = 4  # each successful edit sequence is also replayed on this many other training responses
-    retrain_learning_rate: float = 2e-4  # fine-tuning from the previous round: below the from-scratch default keeps clean accuracy
+    # fine-tuning from the previous round: 2e-4 (below the from-scratch default keeps clean accuracy);
+    # None: that, or for a target fine-tuned from a pretrained checkpoint its own learning rate
+    retrain_learning_rate: float | None = None
     seed: int = 0
     train_overrides: list[str] = field(default_factory=list)  # --key value for the ensemble and retraining
 
@@ -215,12 +217,26 @@ def _run_overrides(run: Path) -> list[str]:
     """The target run's own training fields (backbone, lengths, epochs...), to train the ensemble alike."""
     rc = run / "run_config.json"
     cfg = json.loads(rc.read_text()).get("config", {}) if rc.exists() else {}
-    keys = ["backbone", "max_length", "num_train_epochs", "learning_rate", "per_device_train_batch_size", "bt_variant", "ties", "vocab_size"]
+    keys = ["backbone", "max_length", "num_train_epochs", "learning_rate", "per_device_train_batch_size", "bt_variant", "ties", "vocab_size",
+            # how a pretrained target was trained: the ensemble and the retraining train alike (a LoRA or bf16 target's
+            # ensemble would otherwise be full fp32 fine-tunes)
+            "tokenizer", "torch_dtype", "attn_implementation", "use_lora", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",
+            "freeze_backbone", "gradient_checkpointing"]
     out = []
     for k in keys:
         if cfg.get(k) is not None:
             out += [f"--{k}", str(cfg[k])]
     return out
+
+
+def _retrain_lr(cfg: AttackConfig, target: Path) -> float:
+    from .config import is_pretrained, run_field
+
+    if cfg.retrain_learning_rate is not None:
+        return cfg.retrain_learning_rate
+    if is_pretrained(run_field(target, "backbone")) and run_field(target, "learning_rate"):
+        return float(run_field(target, "learning_rate"))
+    return 2e-4
 
 
 def run_attack(model: Path, workspace: Path, name: str, out: Path | None = None, cfg: AttackConfig | None = None, announce=print) -> dict:
@@ -275,7 +291,7 @@ def run_attack(model: Path, workspace: Path, name: str, out: Path | None = None,
             announce(f"round {rnd}: retraining with {len(adv_pairs)} adversarial pairs (x{reps})")
             path = out / f"round-{rnd}"
             _train(workspace, name, path, "bt", base + ["--init_from", str(current_path), "--num_train_epochs", str(cfg.retrain_epochs),
-                                                        "--learning_rate", str(cfg.retrain_learning_rate),
+                                                        "--learning_rate", str(_retrain_lr(cfg, model)),
                                                         "--save_strategy", "no", "--seed", str(cfg.seed)], extra=adv_pairs * reps)
             current, current_path = Scorer(path), path
         found = search(current, ensemble, held_sel["context"].to_list(), held_sel["prompt"].to_list(), held_sel["chosen"].to_list(),

@@ -38,18 +38,28 @@ DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16
 ATTENTION = ("eager", "sdpa", "flash_attention_2")
 
 
+def run_field(run: str | None, key: str):
+    """A field of an earlier run's resolved config (RUN/run_config.json), None when absent."""
+    import json
+    from pathlib import Path
+
+    rc = Path(run) / "run_config.json" if run else None
+    if rc is None or not rc.exists():
+        return None
+    try:
+        return json.loads(rc.read_text()).get("config", {}).get(key)
+    except ValueError:
+        return None
+
+
 def is_pretrained(backbone: str | None, init_from: str | None = None) -> bool:
     """Whether a run fine-tunes a pretrained checkpoint: a backbone that is not a preset name, or
     --init_from a run whose own backbone was one (a run grown from a preset keeps the from-scratch
     recipe, which the two-stage HelpSteer2-Preference runs were measured with)."""
-    import json
-    from pathlib import Path
-
     from .backbones import PRESETS
 
     if init_from:
-        rc = Path(init_from) / "run_config.json"
-        backbone = json.loads(rc.read_text()).get("config", {}).get("backbone") if rc.exists() else None
+        backbone = run_field(init_from, "backbone")
         return backbone is not None and backbone not in PRESETS
     return backbone not in PRESETS
 
@@ -60,7 +70,7 @@ class RewardConfig(TrainingArguments):
     trained from scratch on CPU needs it (learning rate, no checkpoint spam, no external loggers)."""
 
     objective: str = field(default="bt", metadata={"help": "bt | regression | principle | meanvar."})
-    backbone: str = field(default="small", metadata={"help": "A preset of rm_training/backbones.py (tiny, tiny-moe, small, small-moe) or a local Hugging Face checkpoint directory."})
+    backbone: Optional[str] = field(default=None, metadata={"help": "A preset of rm_training/backbones.py (tiny, tiny-moe, small, small-moe) or a local Hugging Face checkpoint directory. Default: small, or with --init_from the backbone that run was trained from."})
     tokenizer: str = field(default=None, metadata={"help": "A local tokenizer directory; default: the backbone's when it is a checkpoint, else a byte-level BPE trained on the training texts."})
     vocab_size: int = field(default=4096, metadata={"help": "Vocabulary of the BPE trained when no tokenizer is given (tokens)."})
     max_length: Optional[int] = field(default=None, metadata={"help": "Tokens per scored text; longer texts keep their end (the response) and the last turns. Counted, never dropped (unlike TRL, trl#2488). Default: 512, or an encoder's position limit when it reads fewer."})
@@ -95,6 +105,11 @@ class RewardConfig(TrainingArguments):
     def __post_init__(self):
         import torch
 
+        # a run grown from another (--init_from) keeps its backbone and length unless told otherwise
+        if self.backbone is None:
+            self.backbone = run_field(self.init_from, "backbone") or "small"
+        if self.max_length is None and self.init_from:
+            self.max_length = run_field(self.init_from, "max_length")
         # the fields whose default depends on the backbone (None = not set by the user)
         recipe = FINETUNE if is_pretrained(self.backbone, self.init_from) else SCRATCH
         for k, v in recipe.items():

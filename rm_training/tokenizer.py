@@ -48,14 +48,26 @@ def load_tokenizer(path: str | Path, dedicated_pad: bool = False):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(path))
-    if dedicated_pad and (tok.pad_token is None or (tok.eos_token is not None and tok.pad_token_id == tok.eos_token_id)):
+    if not getattr(tok, "chat_template", None):
+        tok.chat_template = CHAT_TEMPLATE
+    if dedicated_pad and (tok.pad_token is None or _pad_in_scored_text(tok)):
         tok.add_special_tokens({"pad_token": "<pad>"})
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token or tok.unk_token
     set_sides(tok)
-    if not getattr(tok, "chat_template", None):
-        tok.chat_template = CHAT_TEMPLATE
     return tok
+
+
+def _pad_in_scored_text(tok) -> bool:
+    """Whether the pad token occurs in a rendered conversation: pad = eos, or pad = the template's
+    end-of-turn token (Llama-3 fine-tunes pad with <|eot_id|>). The decoder heads would then read
+    the reward before the real last token."""
+    probe = [{"role": "user", "content": "Hello."}, {"role": "assistant", "content": "Hi."}]
+    try:
+        ids = tok(tok.apply_chat_template(probe, tokenize=False), add_special_tokens=False)["input_ids"]
+    except Exception:  # noqa: BLE001  (a template that cannot render the probe: judge by eos alone)
+        return tok.eos_token is not None and tok.pad_token_id == tok.eos_token_id
+    return tok.pad_token_id in ids or (tok.eos_token is not None and tok.pad_token_id == tok.eos_token_id)
 
 
 def set_sides(tok) -> None:
@@ -76,6 +88,12 @@ def render(tokenizer, context: list[dict], response: str, principle: str | None 
     if principle is None:
         return tokenizer.apply_chat_template(conv, tokenize=False)
     try:
-        return tokenizer.apply_chat_template(conv + [{"role": "principle", "content": principle}], tokenize=False)
+        text = tokenizer.apply_chat_template(conv + [{"role": "principle", "content": principle}], tokenize=False)
     except Exception:  # noqa: BLE001  (jinja templates raise their own exception types)
-        return tokenizer.apply_chat_template(conv + [{"role": "user", "content": f"Principle: {principle}"}], tokenize=False)
+        text = ""
+    if principle in text:  # (ChatML templates drop a role they do not know without a word)
+        return text
+    text = tokenizer.apply_chat_template(conv + [{"role": "user", "content": f"Principle: {principle}"}], tokenize=False)
+    if principle not in text:
+        raise ValueError(f"the chat template renders neither a 'principle' nor a 'user' turn after the response, so a principle model cannot read {principle!r}")
+    return text

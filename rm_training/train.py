@@ -97,11 +97,18 @@ def _check_model_options(cfg: RewardConfig) -> None:
         raise UsageError(f"--max_length must be at least 8 tokens, got {cfg.max_length}")
     if cfg.torch_dtype not in DTYPES:
         raise UsageError(f"--torch_dtype must be one of float32, bfloat16, float16, auto, got {cfg.torch_dtype!r}")
+    if DTYPES[cfg.torch_dtype] == "float16" and cfg.fp16:
+        raise UsageError("--torch_dtype float16 with --fp16 true: fp16 mixed precision needs fp32 master weights to unscale; keep --torch_dtype float32 or use --bf16")
     if cfg.attn_implementation is not None:
         if cfg.attn_implementation not in ATTENTION:
             raise UsageError(f"--attn_implementation must be one of {', '.join(ATTENTION)}, got {cfg.attn_implementation!r}")
-        if cfg.attn_implementation == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
-            raise UsageError("--attn_implementation flash_attention_2 needs the flash-attn package (pip install '.[gpu]' on a CUDA machine); use sdpa or eager")
+        if cfg.attn_implementation == "flash_attention_2":
+            import torch
+
+            if importlib.util.find_spec("flash_attn") is None or not torch.cuda.is_available() or cfg.use_cpu:
+                raise UsageError("--attn_implementation flash_attention_2 needs the flash-attn package and a CUDA GPU (pip install '.[gpu]'); use sdpa or eager")
+            if DTYPES[cfg.torch_dtype] == "float32" and not (cfg.bf16 or cfg.fp16):
+                raise UsageError("--attn_implementation flash_attention_2 runs in bf16/fp16 only: keep --bf16 on, or --torch_dtype bfloat16")
     if cfg.use_lora:
         if cfg.freeze_backbone:
             raise UsageError("--use_lora and --freeze_backbone exclude each other: LoRA adapts the backbone, --freeze_backbone trains the head alone")
@@ -157,6 +164,22 @@ def _texts_for_tokenizer(workspace: Path, name: str) -> list[str]:
     prin = store.load_table(workspace, name, "principles", ["principle"])
     texts.extend(prin["principle"].unique().to_list() if prin.height else [])
     return texts
+
+
+def save_tokenizer(tokenizer, run_dir: Path) -> None:
+    """save_pretrained into a temporary folder, then each file renamed into the run: another rank
+    (torchrun) checking for RUN/tokenizer.json never reads half a file."""
+    import shutil
+    import tempfile
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-tokenizer-", dir=run_dir))
+    try:
+        tokenizer.save_pretrained(tmp)
+        for f in sorted(tmp.iterdir(), key=lambda p: p.name == "tokenizer.json"):  # tokenizer.json last: its presence means complete
+            os.replace(f, run_dir / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _git_commit() -> str | None:
@@ -295,8 +318,12 @@ def _from_checkpoint(cfg: RewardConfig, num_labels: int, dtype):
     mc = AutoConfig.from_pretrained(cfg.backbone, num_labels=num_labels)
     mc.use_cache = False
     kwargs = {"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}
-    model, info = AutoModelForSequenceClassification.from_pretrained(cfg.backbone, config=mc, dtype=dtype, ignore_mismatched_sizes=True,
-                                                                     output_loading_info=True, **kwargs)
+    try:
+        model, info = AutoModelForSequenceClassification.from_pretrained(cfg.backbone, config=mc, dtype=dtype, ignore_mismatched_sizes=True,
+                                                                         output_loading_info=True, **kwargs)
+    except (ValueError, ImportError) as e:  # e.g. an attention implementation the architecture lacks
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(f"--backbone {cfg.backbone}: transformers could not load it as a sequence classifier: {first}") from None
     missing = set(info.get("missing_keys", [])) | {k for k, *_ in info.get("mismatched_keys", [])}
     fresh = [f for f in _fresh_modules(model, missing) if f.rsplit(".", 1)[-1] in HEAD_PARTS]
     body = sorted(k for k in missing if not _under(k, fresh))
@@ -373,11 +400,15 @@ def _from_run(cfg: RewardConfig, num_labels: int):
     src = Path(cfg.init_from)
     if not (src / "config.json").exists():
         raise UsageError(f"--init_from {src}: not a run directory (no config.json)")
-    model = AutoModelForSequenceClassification.from_pretrained(str(src), use_safetensors=True)
+    kwargs = {"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}
+    model = AutoModelForSequenceClassification.from_pretrained(str(src), use_safetensors=True, **kwargs)
     head_name = next((h for h in HEAD_NAMES if isinstance(getattr(model, h, None), torch.nn.Linear)), None)
     head = getattr(model, head_name) if head_name else None
-    if head is None or head.out_features == num_labels:
+    if model.config.num_labels == num_labels:
         return model
+    if head is None:
+        raise UsageError(f"--init_from {src}: its reward head ({type(getattr(model, 'classifier', None)).__name__}) is not one linear layer, so it cannot be "
+                         f"reshaped from {model.config.num_labels} to {num_labels} outputs; train this objective from the backbone instead")
     attrs = list(getattr(model.config, "reward_attributes", []))
     with torch.no_grad():
         w = head.weight
@@ -427,7 +458,7 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
     main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes files
     tokenizer = build_tokenizer(cfg, workspace, name, run_dir)  # deterministic: every rank gets the same one
     if main_process:
-        tokenizer.save_pretrained(run_dir)
+        save_tokenizer(tokenizer, run_dir)
 
     if objective in ("bt", "meanvar"):
         pairs = load_pairs(workspace, name, tokenizer, split, ties=cfg.ties, soft_labels=cfg.soft_labels)
@@ -554,7 +585,7 @@ def _save_run(trainer, tokenizer, cfg: RewardConfig, run_dir: Path, objective: s
     final.config.id2label = {i: a for i, a in enumerate(attributes)}
     final.config.label2id = {a: i for i, a in enumerate(attributes)}
     final.save_pretrained(run_dir, safe_serialization=True)
-    tokenizer.save_pretrained(run_dir)
+    save_tokenizer(tokenizer, run_dir)
     _write_records(run_dir, cfg, manifest, name, n_examples, truncated, split)
 
 

@@ -59,17 +59,19 @@ def build(kind: str, out: Path) -> Path:
     """Write checkpoint `kind` to `out`: llama (no pad token), qwen2-added-pad (the tokenizer gains
     <|endoftext|> as pad after the model was sized: one token more than the embedding),
     gemma-bf16 (weights saved in bfloat16), llama-chatml (its own ChatML template), nemotron-h
-    (a causal LM of transformers' NemotronH), bert, deberta-v2, modernbert."""
+    (a causal LM of transformers' NemotronH), bert, deberta-v2, modernbert, roberta."""
     import torch
     import transformers as tf
 
     out = Path(out)
     small = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=256)
-    if kind in ("bert", "deberta-v2", "modernbert"):
+    if kind in ("bert", "deberta-v2", "modernbert", "roberta"):
         tok = encoder_tokenizer()
         v = len(tok)
         if kind == "bert":
             model = tf.BertModel(tf.BertConfig(vocab_size=v, pad_token_id=tok.pad_token_id, **small))
+        elif kind == "roberta":
+            model = tf.RobertaModel(tf.RobertaConfig(vocab_size=v, pad_token_id=tok.pad_token_id, **small))
         elif kind == "deberta-v2":
             model = tf.DebertaV2Model(tf.DebertaV2Config(vocab_size=v, pad_token_id=tok.pad_token_id, relative_attention=True, position_buckets=32,
                                                          pos_att_type=["p2c", "c2p"], **small))

@@ -71,3 +71,19 @@ def test_training_and_evaluation_use_the_same_targets(votes_ws, tmp_path):
     detail = pl.read_parquet(tmp_path / "eval_responses.parquet")
     assert {(r, a): y for r, a, y in detail.select("response_id", "attribute", "label").iter_rows()} == pytest.approx(want)
     assert json.loads(out.read_text())["regression"]["helpfulness"]["n"] == 3
+
+
+def test_an_item_the_analysis_has_not_seen_falls_back_to_its_vote_mean(votes_ws, tmp_path):
+    """(`ingest --append` removes a dataset's analysis; an items.parquet written by an older
+    version, or edited, may still lack a response.)"""
+    import shutil
+
+    ws = tmp_path / "ws"
+    shutil.copytree(votes_ws, ws)
+    assert run_cli("analyze", "--workspace", ws, "--name", "votes") == 0
+    items = ws / "datasets" / "votes" / "analysis" / "items.parquet"
+    resp = pl.read_parquet(ws / "datasets" / "votes" / "responses.parquet")
+    r2 = resp.filter(pl.col("response") == "r2")["response_id"][0]
+    pl.read_parquet(items).filter(pl.col("response_id") != r2).write_parquet(items)
+    got = _helpfulness(ws, "votes")
+    assert got["r2"] == pytest.approx(2.5) and got["r1"] == pytest.approx(11 / 3) and "r3" not in got  # (the analysis gave r2 10/3)  # r3: seen by the analysis, left unlabelled

@@ -174,7 +174,7 @@ def _peft_logits(run: Path, backbone, texts):
         return model(**enc).logits[:, 0].numpy()
 
 
-@pytest.mark.parametrize("backbone", ["tiny", "nemotron-h", "llama"])
+@pytest.mark.parametrize("backbone", ["tiny", "nemotron-h", "llama", "bert"])
 def test_lora_keeps_adapter_and_head_and_a_merged_checkpoint(backbone, ws, tmp_path):
     """LoRA on the NemotronH preset, a NemotronH checkpoint and Llama: the architecture-aware default
     targets (never the Mamba out_proj peft refuses), the head trained in full and saved in the
@@ -184,27 +184,34 @@ def test_lora_keeps_adapter_and_head_and_a_merged_checkpoint(backbone, ws, tmp_p
     assert _train(ws, ck, out, "--use_lora", "true", "--lora_r", "4", "--lora_alpha", "16", "--lora_dropout", "0.1", "--learning_rate", "1e-3") == 0
     run = ws / "runs" / out
     ad = json.loads((run / "adapter" / "adapter_config.json").read_text())
-    assert (ad["r"], ad["lora_alpha"], ad["lora_dropout"]) == (4, 16, 0.1) and "score" in ad["modules_to_save"]
+    head = "classifier" if backbone == "bert" else "score"
+    assert (ad["r"], ad["lora_alpha"], ad["lora_dropout"]) == (4, 16, 0.1) and head in ad["modules_to_save"]
     targets = {t.rsplit(".", 1)[-1] for t in ad["target_modules"]}
-    if backbone != "llama":
+    if backbone in ("tiny", "nemotron-h"):
         assert targets == {"q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj", "in_proj"}
-    assert "score" not in targets
+    assert not any(t.startswith(head) for t in ad["target_modules"])
     adapter = load_file(str(run / "adapter" / "adapter_model.safetensors"))
-    assert any("score" in k for k in adapter) and any("lora_A" in k for k in adapter)
+    assert any(head in k for k in adapter) and any("lora_A" in k for k in adapter)
     merged = load_file(str(run / "model.safetensors"))
     assert not any("lora" in k for k in merged)
     if backbone != "tiny":
-        texts = ["<s><|user|>\nthe capital of france</s><|assistant|>\nparis</s>", "<s><|user|>\ntwo plus two</s><|assistant|>\nfour is the answer</s>"]
+        if backbone == "bert":
+            texts = ["[CLS]<|user|>\nthe capital of france[SEP]<|assistant|>\nparis[SEP]", "[CLS]<|user|>\ntwo plus two[SEP]<|assistant|>\nfour[SEP]"]
+        else:
+            texts = ["<s><|user|>\nthe capital of france</s><|assistant|>\nparis</s>", "<s><|user|>\ntwo plus two</s><|assistant|>\nfour is the answer</s>"]
         np.testing.assert_allclose(_peft_logits(run, ck, texts), _plain_scores(run, texts), atol=1e-4)
 
 
 def test_freeze_backbone_trains_the_head_alone(ws, tmp_path):
+    """Same seed, learning rate 0 vs 1e-2: the head moves, no backbone weight does."""
     ck = build("bert", tmp_path / "bert")
+    assert _train(ws, ck, "probe-still", "--freeze_backbone", "true", "--learning_rate", "0.0") == 0
     assert _train(ws, ck, "probe", "--freeze_backbone", "true", "--learning_rate", "1e-2") == 0
-    before, after = load_file(str(ck / "model.safetensors")), load_file(str(ws / "runs" / "probe" / "model.safetensors"))
+    before, still = load_file(str(ck / "model.safetensors")), load_file(str(ws / "runs" / "probe-still" / "model.safetensors"))
+    after = load_file(str(ws / "runs" / "probe" / "model.safetensors"))
     body = [k for k in after if not k.startswith("classifier.")]
-    assert body and all(torch.equal(after[k], before[k.removeprefix("bert.")]) for k in body if k.removeprefix("bert.") in before)
-    assert "classifier.weight" in after and after["classifier.weight"].abs().sum() > 0
+    assert len(body) > 10 and all(torch.equal(after[k], before[k.removeprefix("bert.")]) for k in body)
+    assert torch.equal(still["classifier.weight"], still["classifier.weight"]) and not torch.equal(after["classifier.weight"], still["classifier.weight"])
 
 
 def test_regression_on_a_pretrained_encoder(ws, tmp_path):
@@ -249,7 +256,7 @@ def test_flash_attention_needs_its_package(ws, tmp_path, capsys):
         pytest.skip("flash-attn is installed here")
     ck = build("llama", tmp_path / "llama")
     assert _train(ws, ck, "bad", "--attn_implementation", "flash_attention_2") == 2
-    assert "needs the flash-attn package" in capsys.readouterr().err
+    assert "--attn_implementation flash_attention_2 needs the flash-attn package and a CUDA GPU" in capsys.readouterr().err
 
 
 def test_train_help_lists_config_fields(capsys):
@@ -319,3 +326,70 @@ def test_gradient_checkpointing_with_adapters_or_a_frozen_backbone(mode, ws, tmp
     # LoRA: merged deltas change the adapted linear layers; frozen: nothing of the backbone changes
     assert bool(changed) == (mode[0] == "--use_lora")
     assert "score.weight" in after
+
+
+def test_a_checkpoint_missing_backbone_weights_is_an_error(ws, tmp_path, capsys):
+    """Weights under another prefix than the config's architecture expects would leave a random
+    backbone: refuse instead of training it."""
+    from safetensors.torch import save_file
+
+    ck = build("bert", tmp_path / "bert")
+    w = load_file(str(ck / "model.safetensors"))
+    save_file({f"encoder_v2.{k}": v for k, v in w.items()}, str(ck / "model.safetensors"))
+    assert _train(ws, ck, "bad") == 2
+    err = capsys.readouterr().err
+    assert f"--backbone {ck}: " in err and "backbone weights are not in the checkpoint" in err and "does not match its config.json" in err
+
+
+def test_init_from_alone_keeps_the_source_backbone_and_length(ws, tmp_path):
+    ck = build("bert", tmp_path / "bert")
+    assert _train(ws, ck, "reg-src", name="hs2", objective="regression") == 0
+    src = ws / "runs" / "reg-src"
+    assert run_cli("train", "--workspace", ws, "--name", "pref", "--objective", "bt", "--init_from", src, "--max_steps", "2", "--out", "from-src") == 0
+    rc = json.loads((ws / "runs" / "from-src" / "run_config.json").read_text())["config"]
+    assert rc["backbone"] == str(ck) and rc["max_length"] == MAX_LEN and rc["learning_rate"] == 5e-5
+
+
+def test_init_from_a_run_whose_head_is_not_one_linear_layer(ws, tmp_path, capsys):
+    ck = build("roberta", tmp_path / "roberta")
+    assert _train(ws, ck, "reg-roberta", name="hs2", objective="regression") == 0
+    assert run_cli("train", "--workspace", ws, "--name", "pref", "--objective", "bt", "--init_from", ws / "runs" / "reg-roberta", "--out", "bad") == 2
+    assert "is not one linear layer, so it cannot be reshaped from 5 to 1 outputs" in capsys.readouterr().err
+
+
+def test_principle_reaches_a_template_that_drops_unknown_roles(tmp_path):
+    from rm_training.tokenizer import load_tokenizer, render
+
+    tok = load_tokenizer(build("llama-chatml", tmp_path / "chatml"), dedicated_pad=True)
+    # as Qwen2's template does: only known roles are rendered, any other is dropped without an error
+    tok.chat_template = ("{% for message in messages %}{% if message['role'] in ['system', 'user', 'assistant'] %}<|im_start|>{{ message['role'] }}\n"
+                         "{{ message['content'] }}<|im_end|>\n{% endif %}{% endfor %}")
+    text = render(tok, [{"role": "user", "content": "hi"}], "yo", principle="The response is concise.")
+    assert text.endswith("<|im_start|>user\nPrinciple: The response is concise.<|im_end|>\n")
+
+
+def test_a_pad_that_is_the_templates_end_of_turn_gets_a_dedicated_pad(tmp_path):
+    """Llama-3 fine-tunes pad with <|eot_id|>, which ends every turn: the head would read before it."""
+    from transformers import AutoTokenizer
+
+    from rm_training.tokenizer import load_tokenizer
+
+    ck = build("llama-chatml", tmp_path / "chatml")
+    tok = AutoTokenizer.from_pretrained(ck)
+    tok.pad_token = "<|im_end|>"
+    tok.save_pretrained(ck)
+    got = load_tokenizer(ck, dedicated_pad=True)
+    assert got.pad_token == "<pad>" and got.pad_token_id not in got(got.apply_chat_template(
+        [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}], tokenize=False), add_special_tokens=False)["input_ids"]
+
+
+def test_attack_trains_its_ensemble_like_a_pretrained_target(ws, tmp_path):
+    from rm_training.attack import AttackConfig, _retrain_lr, _run_overrides
+
+    ck = build("llama", tmp_path / "llama")
+    assert _train(ws, ck, "target-lora", "--use_lora", "true", "--lora_r", "4", "--torch_dtype", "float32", "--learning_rate", "3e-5") == 0
+    run = ws / "runs" / "target-lora"
+    ov = _run_overrides(run)
+    pairs = dict(zip(ov[::2], ov[1::2]))
+    assert pairs["--use_lora"] == "True" and pairs["--lora_r"] == "4" and pairs["--backbone"] == str(ck) and pairs["--torch_dtype"] == "float32"
+    assert _retrain_lr(AttackConfig(), run) == 3e-5 and _retrain_lr(AttackConfig(retrain_learning_rate=1e-3), run) == 1e-3
