@@ -19,10 +19,11 @@ def _fmt(s: dict | None) -> str:
 
 
 def print_summary(res: dict, workspace: Path, name: str) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    con = Console(stderr=False)
+    from .console import console
+
+    con = console()
     if res["ratings"]:
         t = Table(title=f"rating agreement: {name} (95% bootstrap CI)")
         for c in ("attribute", "items", "annotators", "kappa (quadratic)", "alpha (interval)", "alpha (ordinal)", "Fleiss", "Spearman"):

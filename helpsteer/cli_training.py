@@ -114,15 +114,16 @@ def register(app: typer.Typer) -> None:
                            ensemble_size=ensemble_size, retrain_epochs=retrain_epochs,
                            retrain_learning_rate=retrain_learning_rate, transfer=transfer, seed=seed, train_overrides=list(ctx.args))
         res = run_attack(model, workspace, name, out=out, cfg=cfg, announce=_err)
-        from rich.console import Console
         from rich.table import Table
+
+        from helpsteer.console import console
 
         t = Table(title=f"attack: {model} on {name}")
         for c in ("round", "attack success rate", "clean accuracy", "prompts", "adversarial pairs"):
             t.add_column(c)
         for r in res["rounds"]:
             t.add_row(str(r["round"]), f"{r['attack_success_rate']:.3f}", f"{r['clean_accuracy']:.3f}", str(r["n_prompts"]), str(r["n_adversarial_pairs"]))
-        Console().print(t)
+        console().print(t)
 
     @app.command()
     def score(
@@ -176,8 +177,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _print(res: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from helpsteer.console import console
 
     t = Table(title=f"eval: {res['model']} on {res['dataset']} ({res.get('split') or 'all rows'})")
     t.add_column("metric")
@@ -206,4 +208,4 @@ def _print(res: dict) -> None:
         row(f"{'[held out] ' if m['heldout'] else ''}{q} (n={m['n']}) acc / auroc", f"{m['accuracy']:.3f} / {auroc}")
     for sub, m in list((res.get("per_subset") or {}).items())[:12]:
         row(f"subset {sub} (n={m['n']})", m["accuracy"])
-    Console().print(t)
+    console().print(t)

@@ -384,3 +384,13 @@ def test_torch_compile_run_saves_a_plain_checkpoint(pref_ws):
     keys = set(load_file(run / "model.safetensors"))
     assert keys and not any("_orig_mod" in k for k in keys) and "score.weight" in keys
     assert isinstance(AutoModelForSequenceClassification.from_pretrained(run), NemotronHForSequenceClassification)
+
+
+def test_training_in_a_pipe_shows_no_progress_bars(pref_ws, capfd):
+    """The contract: long work shows progress on a terminal and stays quiet in pipes (here stderr is
+    not a TTY: no tqdm bar of the Trainer, nor transformers' loading/saving bars)."""
+    assert run_cli("train", "--workspace", pref_ws, "--name", "pref", "--objective", "bt", "--backbone", "tiny", "--max_steps", "2",
+                   "--max_length", "64", "--out", "quiet") == 0
+    out = capfd.readouterr()
+    assert "it/s]" not in out.err and "%|" not in out.err and "it/s]" not in out.out
+    assert "run written to" in out.err
