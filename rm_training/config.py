@@ -84,6 +84,7 @@ class RewardConfig(TrainingArguments):
     lora_alpha: Optional[float] = field(default=None, metadata={"help": "LoRA scaling alpha (update scale alpha / r). Default: 2 x lora_r."})
     lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA branch's input."})
     lora_target_modules: str = field(default="auto", metadata={"help": "Comma-separated module names (q_proj,v_proj ...), all-linear, or auto: all-linear, except on NemotronH (attention, MLP and the Mamba in_proj: peft refuses the Mamba out_proj and conv1d)."})
+    disable_dropout: bool = field(default=True, metadata={"help": "Set every dropout of the backbone and head to 0 (TRL's RewardTrainer default): a reward is a difference of two forward passes, which dropout makes noisy, and on CPU attention with dropout leaves SDPA's fused kernel. LoRA's own --lora_dropout is kept."})
     freeze_backbone: bool = field(default=False, metadata={"help": "Train the reward head alone (a linear probe on the backbone's features)."})
     output_dir: str = field(default=None, metadata={"help": "The run directory (default WS/runs/<name>-<objective>)."})
     learning_rate: Optional[float] = field(default=None, metadata={"help": f"AdamW peak learning rate. Default: {SCRATCH['learning_rate']} for a preset trained from scratch, {FINETUNE['learning_rate']} to fine-tune a pretrained checkpoint (--backbone DIR)."})

@@ -237,6 +237,10 @@ def build_model(cfg: RewardConfig, tokenizer, num_labels: int):
         # non-reentrant: gradients reach LoRA adapters and a frozen backbone's head through the
         # checkpointed blocks even though the embedding outputs need no gradient
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.disable_dropout:  # before peft wraps the model: its LoRA dropout stays
+        for m in model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0
     head = _head_modules(model, fresh)
     if not isinstance(model, NemotronHForSequenceClassification):
         _fp32_head_output(model)  # (the platform's NemotronH head does this itself)
