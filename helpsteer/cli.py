@@ -25,9 +25,9 @@ def _err(msg: str) -> None:
 
 
 def _console():
-    from rich.console import Console
+    from .console import console
 
-    return Console()
+    return console()
 
 
 @app.command()
@@ -47,23 +47,28 @@ def synth(
 
 @app.command()
 def ingest(
-    paths: list[Path] = typer.Argument(..., help="Files (or folders of files) to ingest; LLMFAO takes its pairs file and votes CSV together."),
+    paths: list[Path] = typer.Argument(..., help="Files (or folders: every file inside, those no reader takes skipped and listed) to ingest; LLMFAO takes its pairs file and votes CSV together, TTCW its stories and annotations files."),
     workspace: Path = typer.Option(..., "--workspace", help="Workspace folder (created if missing)."),
     name: str = typer.Option(..., "--name", help="Dataset name inside the workspace."),
-    format: str = typer.Option("auto", "--format", help="Source format, or auto (announced on stderr)."),
-    strict: bool = typer.Option(False, "--strict", help="Fail (exit 2) on the first bad record instead of quarantining it."),
+    format: str = typer.Option("auto", "--format", help="Source format (README \"Ingest\" lists them) or auto (announced on stderr); with --map, the shape: pairs, ratings, rankings or criteria."),
+    strict: bool = typer.Option(False, "--strict", help="Fail (exit 2) on the first bad record instead of quarantining it, and on a folder's file that no reader takes instead of skipping it."),
     append: bool = typer.Option(False, "--append", help="Add these sources to an existing dataset (de-duplicated by id)."),
     replace: bool = typer.Option(False, "--replace", help="Replace an existing dataset atomically."),
     drop_empty: bool = typer.Option(False, "--drop-empty", help="Quarantine records with an empty response instead of keeping them flagged."),
+    column_map: Optional[str] = typer.Option(None, "--map", help="Column mapping for a schema no reader knows, TARGET=COLUMN,...; --format pairs, ratings, rankings or criteria (README \"Ingest\" lists each shape's targets), e.g. prompt=input,response_a=output_1,response_b=output_2,label=label."),
+    label_values: Optional[str] = typer.Option(None, "--label-values", help="With --map: the source's label values, VALUE=N,...: pairs 1 (A better), 2 (B better), 0 (tie); criteria 1 (yes), 0 (no); rankings the rank (1 = best); ratings a number. E.g. a=1,b=2,tie=0."),
+    scale: Optional[str] = typer.Option(None, "--scale", help="With --map: the ratings' own scale, LO-HI for every attribute or ATTRIBUTE=LO-HI,...; scores stay on it, out-of-range ones are quarantined; kept in the manifest. E.g. 0-100."),
 ) -> None:
     """Ingest preference/rating files into a canonical, validated workspace dataset."""
     from .errors import UsageError
+    from .formats.mapped import from_options
     from .ingest import ingest as run
 
     if append and replace:
         raise UsageError("--append and --replace are mutually exclusive")
+    mapping = from_options(format, column_map, label_values, scale)  # checked before any file is read
     report = run(paths, workspace, name, fmt=format, strict=strict, mode="append" if append else "replace" if replace else None,
-                 drop_empty=drop_empty, announce=_err)
+                 drop_empty=drop_empty, announce=_err, mapping=mapping)
     for s in report.sources:
         extra = " (truncated file)" if s.truncated else ""
         _err(f"{s.path}: {s.records} records, {s.ingested} ingested, {s.quarantined} quarantined{extra}")
@@ -71,6 +76,8 @@ def ingest(
             _err(f"  warning: {w}")
         for reason, n in list(s.reasons.items())[:5]:
             _err(f"  quarantined {n}: {reason}")
+    if report.skipped_files:
+        _err(f"skipped {len(report.skipped_files)} file(s) that no reader takes (listed above; --strict makes that an error)")
     counts = ", ".join(f"{t} {n}" for t, n in report.tables.items() if n)
     _err(f"dataset {name!r} -> {report.path} ({counts})")
     if any(s.quarantined for s in report.sources):
@@ -107,7 +114,7 @@ def datasets(
     for m in items:
         fmt = m["format"] if isinstance(m["format"], str) else ",".join(m["format"])
         q = sum(s.get("quarantined", 0) for s in m["sources"])
-        splits = " ".join(f"{k}={v}" for k, v in sorted(m.get("splits", {}).items()))
+        splits = " ".join(f"{'unsplit' if k == 'None' else k}={v}" for k, v in sorted(m.get("splits", {}).items()))  # ('None': older manifests)
         t.add_row(m["name"], fmt, str(m["tables"]["responses"]), str(m["tables"]["ratings"]), str(m["tables"]["preferences"]), str(q), splits)
     _console().print(t)
 

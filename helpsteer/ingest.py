@@ -2,7 +2,9 @@
 
 Streams each file in chunks (memory does not grow with the file), quarantines every record that
 cannot be ingested with its source, line and reason, de-duplicates responses by id, and writes
-into a staging folder that is renamed into place only when everything succeeded."""
+into a staging folder that is renamed into place only when everything succeeded. A folder stands
+for the files inside it: those no reader knows are skipped, each with its reason (--strict: exit 2).
+A schema no reader knows goes in through a column mapping (helpsteer/formats/mapped.py)."""
 
 from __future__ import annotations
 
@@ -18,8 +20,9 @@ import polars as pl
 from . import store
 from .errors import UsageError
 from .formats import Ctx, Format, detect
-from .readers import Chunk, SourceState, container_of, file_sha256, iter_chunks, sample_records, split_from_name
-from .schema import SCHEMA_VERSION, TABLES, empty
+from .formats.mapped import Mapping, validate
+from .readers import Chunk, SourceState, container_of, file_sha256, iter_chunks, sample_lines, split_from_name
+from .schema import SCHEMA_VERSION, TABLES, conform_table, empty
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +40,12 @@ class SourceReport:
     truncated: bool = False
     warnings: list[str] = field(default_factory=list)
     reasons: dict[str, int] = field(default_factory=dict)
+    mapping: dict | None = None  # the --map that read it
 
     def manifest(self) -> dict:
         d = {k: getattr(self, k) for k in ("path", "format", "sha256", "records", "ingested", "quarantined")}
+        if self.mapping:
+            d["mapping"] = self.mapping
         if self.truncated:
             d["truncated"] = True
         if self.warnings:
@@ -55,26 +61,53 @@ class IngestReport:
     path: Path
     sources: list[SourceReport]
     tables: dict[str, int]
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # already in the dataset (same sha256)
+    skipped_files: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): a folder's files no reader takes
 
 
 class _StrictStop(Exception):
     pass
 
 
-def expand_paths(paths: list[Path]) -> list[Path]:
-    """Files to read: a plain folder stands for the supported files inside it."""
-    out: list[Path] = []
+def expand_paths(paths: list[Path]) -> list[tuple[Path, bool]]:
+    """(file, came from a folder) to read: a plain folder stands for every file inside it (hidden
+    ones aside); the folder's files that no reader takes are skipped later, with their reason."""
+    out: list[tuple[Path, bool]] = []
     for p in paths:
         p = Path(p)
         if p.is_dir() and container_of_dir_is_plain(p):
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.name.lower().endswith(_SUPPORTED))
+            found = sorted(f for f in p.rglob("*") if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts))
             if not found:
-                raise UsageError(f"{p}: folder has no .jsonl/.json/.csv/.parquet files")
-            out.extend(found)
+                raise UsageError(f"{p}: empty folder (no files to ingest)")
+            out.extend((f, True) for f in found)
         else:
-            out.append(p)
+            out.append((p, False))
     return out
+
+
+class _Skip(Exception):
+    """A folder's file that no reader takes: skipped with this reason."""
+
+
+def _recognise(f: Path, in_folder: bool, fmt: str, mapping: Mapping | None) -> Format:
+    """The reader of one file (its --map, or its detected format); _Skip for a folder's file that
+    no reader takes, UsageError (exit 2) for a file named on the command line."""
+    if in_folder and not f.name.lower().endswith(_SUPPORTED):
+        raise _Skip(f"not a data file ({''.join(f.suffixes[-1:]) or 'no extension'})")
+    try:
+        container_of(f)
+        if mapping is not None:
+            validate(mapping, sample_lines(f), f)
+            return mapping.format()
+        chosen = detect([rec for _, rec in sample_lines(f)], f, fmt)
+    except (UsageError, OSError, ValueError, pl.exceptions.PolarsError) as e:  # ValueError: e.g. a file that is not UTF-8
+        if not in_folder:
+            raise
+        text = str(e) if isinstance(e, UsageError) else f"unreadable ({type(e).__name__}: {e})"
+        raise _Skip(text[len(f"{f}: "):] if text.startswith(f"{f}: ") else text) from None
+    if in_folder and chosen.folder_skip:
+        raise _Skip(chosen.folder_skip)
+    return chosen
 
 
 def container_of_dir_is_plain(p: Path) -> bool:
@@ -138,8 +171,10 @@ def ingest(
     drop_empty: bool = False,
     shared: dict | None = None,
     announce=None,
+    mapping: Mapping | None = None,
 ) -> IngestReport:
-    """Ingest files into WS/datasets/NAME. mode: None (must not exist), 'append' or 'replace'."""
+    """Ingest files into WS/datasets/NAME. mode: None (must not exist), 'append' or 'replace'.
+    mapping: a parsed --map (helpsteer.formats.mapped.parse_map) that reads every file."""
     workspace = Path(workspace)
     store.check_name(name)
     exists = store.exists(workspace, name)
@@ -154,11 +189,20 @@ def ingest(
     # recognise every file before writing anything
     plan: list[tuple[Path, Format, str]] = []
     skipped: list[str] = []
-    for f in files:
-        container_of(f)
-        chosen = detect(sample_records(f), f, fmt)
+    skipped_files: list[tuple[str, str]] = []
+    for f, in_folder in files:
+        try:
+            chosen = _recognise(f, in_folder, fmt, mapping)
+        except _Skip as why:
+            if strict:
+                raise UsageError(f"{f}: {why} (--strict: every file of a folder must be ingestable; nothing was written)") from None
+            skipped_files.append((str(f), str(why)))
+            if announce:
+                announce(f"skipped {f}: {why}")
+            continue
         if announce:
-            announce(f"{f}: format {chosen.name}" + (" (auto-detected)" if fmt == "auto" else ""))
+            how = " (--map)" if mapping is not None else " (auto-detected)" if fmt == "auto" else ""
+            announce(f"{f}: format {chosen.name}{how}")
         sha = file_sha256(f)
         if sha in known_sha:
             skipped.append(str(f))
@@ -166,12 +210,19 @@ def ingest(
                 announce(f"{f}: already in {name!r} (same sha256), skipped")
             continue
         plan.append((f, chosen, sha))
+    if not plan and skipped_files:
+        raise UsageError(f"nothing to ingest: no reader takes any of the {len(skipped_files)} files given (first: {skipped_files[0][0]}: {skipped_files[0][1]})")
+    for f, chosen, _ in plan:
+        clash = next(((g, c) for g, c, _ in plan if c.name in chosen.conflicts), None)
+        if clash:
+            raise UsageError(f"{f} ({chosen.name}) cannot be ingested together with {clash[0]} ({clash[1].name}): {chosen.conflicts[clash[1].name]}")
     plan.sort(key=lambda x: x[1].order)  # e.g. LLMFAO pairs before their votes
     staging = store.new_staging(workspace, name)
     try:
         report = _run(plan, staging, name, strict=strict, drop_empty=drop_empty, shared=shared or {}, workspace=workspace,
-                      old=old_manifest, announce=announce)
+                      old=old_manifest, announce=announce, mapping=mapping, skipped_files=skipped_files)
         report.skipped = skipped
+        report.skipped_files = skipped_files
         if old_manifest is None and sum(s.ingested for s in report.sources) == 0:
             first = next((s for s in report.sources if s.reasons), None)
             why = f"; most common reason: {max(first.reasons, key=first.reasons.get)}" if first else ""
@@ -186,7 +237,8 @@ def ingest(
         raise
 
 
-def _run(plan, staging: Path, name: str, *, strict: bool, drop_empty: bool, shared: dict, workspace: Path, old: dict | None, announce) -> IngestReport:
+def _run(plan, staging: Path, name: str, *, strict: bool, drop_empty: bool, shared: dict, workspace: Path, old: dict | None, announce,
+         mapping: Mapping | None = None, skipped_files: list | None = None) -> IngestReport:
     sink = _TableSink(staging)
     seen_responses: set[str] = set()
     if old is not None:
@@ -195,10 +247,10 @@ def _run(plan, staging: Path, name: str, *, strict: bool, drop_empty: bool, shar
     reports: list[SourceReport] = []
     try:
         for path, fmt, sha in plan:
-            rep = SourceReport(path=str(path), format=fmt.name, sha256=sha)
+            rep = SourceReport(path=str(path), format=fmt.name, sha256=sha, mapping=mapping.manifest() if mapping is not None else None)
             reports.append(rep)
             state = SourceState(path)
-            ctx = Ctx(source=path.name, fmt=fmt.user_name, split=split_from_name(path), shared=shared, drop_empty=drop_empty)
+            ctx = Ctx(source=path.name, fmt=fmt.user_name, split=split_from_name(path), shared=shared, drop_empty=drop_empty, path=path)
             seen_keys: dict[int, int] = {}
             bar = _progress(path)
             for chunk in iter_chunks(path, fmt.spec, state):
@@ -212,7 +264,7 @@ def _run(plan, staging: Path, name: str, *, strict: bool, drop_empty: bool, shar
             rep.records = state.records
             rep.ingested = rep.records - rep.quarantined
             rep.truncated = state.truncated
-            rep.warnings = state.warnings
+            rep.warnings = state.warnings + ctx.warnings
             if strict and state.truncated:
                 raise UsageError(f"{path}: {state.warnings[0]} (--strict)")
     finally:
@@ -233,6 +285,11 @@ def _run(plan, staging: Path, name: str, *, strict: bool, drop_empty: bool, shar
         "tables": tables,
         "splits": _split_counts(staging),
     }
+    scales = {**(old or {}).get("scales", {}), **shared.get("scales", {})}
+    if scales:  # attribute -> [lo, hi]: the source's own rating scale, where the reader knows it
+        manifest["scales"] = dict(sorted(scales.items()))
+    if skipped_files:
+        manifest["skipped"] = [{"path": p, "reason": r} for p, r in skipped_files]
     store.write_json(staging / "manifest.json", manifest)
     return IngestReport(name=name, path=staging, sources=reports, tables=tables)
 
@@ -243,7 +300,7 @@ def _now() -> str:
 
 def _split_counts(folder: Path) -> dict:
     df = pl.scan_parquet(folder / "responses.parquet").group_by("split").len().collect()
-    return {str(r["split"]): int(r["len"]) for r in df.iter_rows(named=True)}
+    return {("unsplit" if r["split"] is None else str(r["split"])): int(r["len"]) for r in df.iter_rows(named=True)}
 
 
 def _progress(path: Path):
@@ -318,7 +375,7 @@ def _merge_old(workspace: Path, name: str, staging: Path) -> None:
     for t in TABLES:
         new = pl.read_parquet(staging / f"{t}.parquet")
         old_p = old_dir / f"{t}.parquet"
-        old = pl.read_parquet(old_p) if old_p.exists() else empty(t)
+        old = conform_table(t, pl.read_parquet(old_p)) if old_p.exists() else empty(t)  # older schema versions lack newer columns
         both = pl.concat([old, new], how="vertical_relaxed")
         key = ["response_id"] if t == "responses" else [c for c, dt in both.schema.items() if not isinstance(dt, (pl.List, pl.Struct))]
         both = both.unique(subset=key, keep="first", maintain_order=True)

@@ -182,12 +182,18 @@ def read_all_bytes(path: Path, state: SourceState) -> bytes:
 # --- sampling for format detection -------------------------------------------------------------
 def sample_records(path: Path, n: int = 50) -> list[dict]:
     """Up to n parseable records (dicts) from the start of the file, for --format auto."""
+    return [rec for _, rec in sample_lines(path, n)]
+
+
+def sample_lines(path: Path, n: int = 50) -> list[tuple[int, dict]]:
+    """(1-based line, record) for up to n parseable records from the start of the file; lines as
+    in quarantine.jsonl (file line, CSV header = 1, JSON array element, parquet row)."""
     kind = container_of(path)
-    out: list[dict] = []
+    out: list[tuple[int, dict]] = []
     if kind == "jsonl":
         with _open_binary(path) as f:
             try:
-                for raw in f:
+                for ln, raw in enumerate(f, start=1):
                     if len(out) >= n:
                         break
                     raw = raw.strip()
@@ -198,27 +204,28 @@ def sample_records(path: Path, n: int = 50) -> list[dict]:
                     except orjson.JSONDecodeError:
                         continue
                     if isinstance(rec, dict):
-                        out.append(rec)
+                        out.append((ln, rec))
             except (EOFError, OSError, zlib.error):
                 pass
     elif kind == "json":
         state = SourceState(path)
-        for rec, _ in _iter_json_array(read_all_bytes(path, state)):
+        for rec, ln in _iter_json_array(read_all_bytes(path, state)):
             if isinstance(rec, dict):
-                out.append(rec)
+                out.append((ln, rec))
             if len(out) >= n:
                 break
     elif kind == "csv":
         with _open_text(path) as f:
-            for i, row in enumerate(csv.DictReader(f, delimiter=_delimiter(path))):
+            reader = csv.DictReader(f, delimiter=_delimiter(path))
+            for i, row in enumerate(reader):
                 if i >= n:
                     break
-                out.append({k: v for k, v in row.items() if k is not None})
+                out.append((reader.line_num, {k: (None if v == "" else v) for k, v in row.items() if k is not None}))
     elif kind == "parquet":
-        out = pl.read_parquet(path, n_rows=n).to_dicts()
+        out = list(enumerate(pl.read_parquet(path, n_rows=n).to_dicts(), start=1))
     elif kind == "hf":
         for _, frame in _hf_frames(path):
-            out = frame.head(n).to_dicts()
+            out = list(enumerate(frame.head(n).to_dicts(), start=1))
             break
     return out
 
@@ -613,6 +620,7 @@ __all__ = [
     "container_of",
     "file_sha256",
     "iter_chunks",
+    "sample_lines",
     "sample_records",
     "split_from_name",
     "typed_record",

@@ -69,6 +69,7 @@ TABLES: dict[str, dict[str, pl.DataType]] = {
         "annotator_id": pl.String,
         "principle": pl.String,
         "fulfilment": pl.Float64,  # 1.0 = Yes, 0.0 = No
+        "explanation": pl.String,  # the annotator's reason for the verdict, where the source has one (TTCW)
         "source": pl.String,
     },
 }

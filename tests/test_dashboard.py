@@ -128,6 +128,12 @@ def _chromium() -> str | None:
 
 @pytest.mark.slow
 def test_every_page_in_a_real_browser(dash_ws, tmp_path):
+    browse_every_page(dash_ws, tmp_path, "dashboard")
+
+
+def browse_every_page(ws: Path, tmp_path: Path, shots_name: str) -> None:
+    """`helpsteer dashboard` started on loopback, every page opened in headless Chromium with no
+    exception shown, screenshots kept under test-artifacts/<shots_name>/, the server stopped by PID."""
     from serve_process import free_port
 
     browser = _chromium()
@@ -135,11 +141,12 @@ def test_every_page_in_a_real_browser(dash_ws, tmp_path):
         pytest.skip("Chromium is not installed (.ci/run installs it: apt-get install -y chromium)")
     from playwright.sync_api import sync_playwright
 
-    shots = ROOT / "test-artifacts" / "dashboard"
+    shots = ROOT / "test-artifacts" / shots_name
+    shutil.rmtree(shots, ignore_errors=True)
     shots.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = open(tmp_path / "dashboard.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "helpsteer.cli", "dashboard", "--workspace", str(dash_ws), "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "helpsteer.cli", "dashboard", "--workspace", str(ws), "--port", str(port)],
                             cwd=ROOT, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -4,6 +4,7 @@ strengths (HelpSteer sign convention: negative = first response better)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -347,3 +348,86 @@ def test_vectorised_multiturn_parse_equals_reference(text):
 
     df = prompt_context(pl.DataFrame({"prompt": [text, "x"], "_line": [1, 2]}))
     assert df["context"].to_list()[0] == parse_extra_id_prompt(text)
+
+
+# --- LLMBar, SQuALITY, WQRM, TTCW on tiny hand-made files (the real ones: tests/test_real_datasets.py) --
+def test_llmbar_subset_from_folder_and_gold_strength(ws, tmp_path):
+    rows = [{"input": "Q", "output_1": "good", "output_2": "bad", "label": 1}, {"input": "Q", "output_1": "x", "output_2": "y", "label": 2},
+            {"input": "Q", "output_1": "z", "output_2": "z", "label": 1}]
+    f = tmp_path / "Neighbor" / "dataset.json"
+    f.parent.mkdir()
+    f.write_text(json.dumps(rows))
+    assert ingest(ws, "bar", f) == 0
+    p = table(ws, "bar", "preferences").sort("strength")
+    assert p.select("subset", "annotator_id", "strength").rows() == [("Neighbor", None, -1.0), ("Neighbor", None, 1.0)]
+    assert p["response_a_id"][0] == response_id([{"role": "user", "content": "Q"}], "good")
+    assert [(q["line"], q["reason"]) for q in quarantine(ws, "bar")] == [(3, "output_1 is identical to output_2")]
+
+
+def _squality_line(pid: str, score: int = 50) -> dict:
+    review = lambda w: {"worker_id": w, "correctness-rating": score, "selection-rating": 20, "overall-rating": 30,  # noqa: E731
+                        "annotations": [{"selection": "span", "annotation": ["too short"]}]}
+    return {"passage-id": pid, "questions": {"0": {s: {"response": f"{s} summary", "reviews": [review("2"), review("3")]} for s in ("bart", "human")}}}
+
+
+def test_squality_joins_questions_beside_and_keeps_the_0_100_scale(ws, tmp_path):
+    data = tmp_path / "data"
+    write_jsonl(data / "v1-3" / "txt" / "test.jsonl", [{"metadata": {"passage_id": "7"}, "document": "A story.", "questions": [{"question_text": "What happens?"}]}])
+    f = write_jsonl(data / "human-eval" / "all-responses.jsonl", [_squality_line("7"), _squality_line("8"), _squality_line("7", score=120)])
+    assert ingest(ws, "sq", f) == 0
+    resp = table(ws, "sq", "responses")
+    joined = resp.filter(pl.col("prompt") == "What happens?")
+    assert sorted(joined["model"]) == ["bart", "human"] and joined["flags"].list.len().sum() == 0
+    assert joined["context"].to_list()[0] == [{"role": "system", "content": "A story."}, {"role": "user", "content": "What happens?"}]
+    missing = resp.filter(pl.col("prompt") == "SQuALITY passage 8, question 1")  # passage 8 is not in the split file
+    assert missing.height == 2 and missing["flags"].to_list() == [["no_question_text"]] * 2
+    r = table(ws, "sq", "ratings")
+    assert r.height == 2 * 2 * 2 * 3 and set(r["annotator_id"]) == {"squality:2", "squality:3"} and set(r["score"]) == {50.0, 20.0, 30.0}
+    assert table(ws, "sq", "feedback")["feedback"][0] == "> span\ntoo short"
+    (q,) = quarantine(ws, "sq")
+    assert (q["line"], q["reason"]) == (3, "field 'questions.0.bart.reviews[0].correctness-rating': correctness-rating 120 is not a number in 0..100")
+
+
+def test_wqrm_rankings_to_votes(ws, tmp_path):
+    ranks = ("Most Preferred Writing Option", "Second Favorite Writing Option", "Least Preferred Writing Option")
+    item = {"id": "t1", "genre": "fiction", "llm": "gpt", "instruction": {"plot": "A plot", "voice": "first person", "word_count": 50},
+            "first_draft": {"candidate": "d0"}, "random_cot": {"candidate": "d1"}, "best_cot": {"candidate": "d2"},
+            "annotations": [dict(zip(("best_cot", "random_cot", "first_draft"), ranks)), dict(zip(("first_draft", "best_cot", "random_cot"), ranks))]}
+    bad = dict(item, id="t2", annotations=[{"first_draft": "Best", "random_cot": ranks[1], "best_cot": ranks[2]}])
+    f = tmp_path / "WQRM_annotations.json"
+    f.write_text(json.dumps([item, bad]))
+    assert ingest(ws, "wq", f) == 0
+    p = table(ws, "wq", "preferences").sort("pair_id", "annotator_id")
+    assert p.select("pair_id", "annotator_id", "strength").rows() == [
+        ("wqrm:t1:0-1", "anon:t1:0", 1.0), ("wqrm:t1:0-1", "anon:t1:1", -1.0), ("wqrm:t1:0-2", "anon:t1:0", 1.0), ("wqrm:t1:0-2", "anon:t1:1", -1.0),
+        ("wqrm:t1:1-2", "anon:t1:0", 1.0), ("wqrm:t1:1-2", "anon:t1:1", 1.0)]
+    resp = table(ws, "wq", "responses")
+    assert set(resp["prompt"]) == {"Write a fiction paragraph of about 50 words in the first person: A plot"}
+    assert sorted(resp["model"]) == ["gpt/best_cot", "gpt/first_draft", "gpt/random_cot"]
+    (q,) = quarantine(ws, "wq")
+    assert q["line"] == 2 and q["reason"].startswith("field 'annotations[0].first_draft': 'Best' is not one of Most Preferred Writing Option, ")
+
+
+def test_ttcw_stories_annotations_tests_and_a_link_only_story(ws, tmp_path):
+    base = tmp_path / "Art_or_Artifice"
+    stories = [{"story_idx": 0, "story_id": "0_GPT4", "story_name": "T", "plot": "P", "content": "Once upon a time."},
+               {"story_idx": 0, "story_id": "0_NewYorker", "story_name": "T", "plot": "P", "content": "https://www.newyorker.com/x"}]
+    ann = [{"story_id": "0_GPT4", "expert_idx": 1, "ttcw_idx": 1, "category": "Narrative Ending", "binary_verdict": "Yes", "explanation": "earned"},
+           {"story_id": "0_GPT4", "expert_idx": 2, "ttcw_idx": 1, "category": "Narrative Ending", "binary_verdict": "No", "explanation": "abrupt"},
+           {"story_id": "0_NewYorker", "expert_idx": 1, "ttcw_idx": 1, "category": "Narrative Ending", "binary_verdict": "Yes", "explanation": "fine"},
+           {"story_id": "0_GPT4", "expert_idx": 3, "ttcw_idx": 1, "category": "Narrative Ending", "binary_verdict": "Maybe", "explanation": "?"}]
+    tests = [{"ttcw_idx": "1", "torrance_dimension": "Fluency", "category": "Narrative Ending", "question": "Is the ending earned?", "full_prompt": "..."}]
+    for rel, rows in (("stories/s.json", stories), ("annotations/a.json", ann), ("tests/ttcw_all_tests.json", tests)):
+        (base / rel).parent.mkdir(parents=True, exist_ok=True)
+        (base / rel).write_text(json.dumps(rows))
+    assert ingest(ws, "tt", base / "annotations" / "a.json", base / "stories" / "s.json") == 0  # tests found beside them
+    pr = table(ws, "tt", "principles").sort("annotator_id")
+    rid = response_id([{"role": "user", "content": 'Write a short story titled "T". Plot: P'}], "Once upon a time.")
+    assert pr.select("response_id", "annotator_id", "principle", "fulfilment", "explanation").rows() == [
+        (rid, "ttcw:expert1", "Is the ending earned?", 1.0, "earned"), (rid, "ttcw:expert2", "Is the ending earned?", 0.0, "abrupt")]
+    assert table(ws, "tt", "ratings").sort("annotator_id").select("attribute", "score").rows() == [("narrative_ending", 1.0), ("narrative_ending", 0.0)]
+    q = {(Path(r["source"]).name, r["line"]): r["reason"] for r in quarantine(ws, "tt")}
+    assert q == {("s.json", 2): "field 'content': a link, not the story text (the New Yorker stories are not redistributed; their annotations "
+                                "are quarantined with them), got https://www.newyorker.com/x",
+                 ("a.json", 3): "field 'story_id': its story was quarantined in the stories file, got 0_NewYorker (line 2 there)",
+                 ("a.json", 4): "field 'binary_verdict': expected Yes or No, got Maybe"}

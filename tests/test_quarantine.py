@@ -84,11 +84,45 @@ def test_nothing_ingestable_is_exit_2(ws, tmp_path):
     assert not (ws / "datasets" / "n").exists()
 
 
-def test_unknown_format_lists_closest(ws, tmp_path, capsys):
+def test_unknown_format_names_its_fields_and_a_map_line(ws, tmp_path, capsys):
     path = write_jsonl(tmp_path / "x.jsonl", [{"question": "q", "answer": "a"}])
     assert run_cli("ingest", path, "--workspace", ws, "--name", "x") == 2
-    err = capsys.readouterr().err
-    assert "matches no known format" in err and "--format" in err and len(err.strip().splitlines()) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: {path}: record fields [question, answer] match no known format. Map them to a shape (pairs, ratings, rankings, criteria; "
+        "README \"Ingest\") by editing: --format ratings --map prompt=question,response=answer,ATTRIBUTE=COL"]
+    # a format whose identifying fields are mostly there is named, with what it lacks
+    path = write_jsonl(tmp_path / "y.jsonl", [{"prompt": "q", "response": "a", "helpfulness": 3, "correctness": 3, "coherence": 3}])
+    assert run_cli("ingest", path, "--workspace", ws, "--name", "y") == 2
+    assert "Closest: helpsteer2 (lacks complexity, verbosity)." in capsys.readouterr().err
+
+
+def test_folder_skips_files_no_reader_takes_and_lists_each(ws, tmp_path, capsys):
+    folder = tmp_path / "data"
+    write_jsonl(folder / "train.jsonl", [good(1), good(2)])
+    write_jsonl(folder / "sub" / "notes.jsonl", [{"question": "q", "answer": "a"}])
+    (folder / "README.md").write_text("# data\n")
+    (folder / "LICENSE").write_text("MIT\n")
+    (folder / "make.py").write_text("print(1)\n")
+    (folder / ".hidden.jsonl").write_text("not read\n")
+    assert run_cli("ingest", folder, "--workspace", ws, "--name", "f") == 0
+    err = capsys.readouterr().err.splitlines()
+    want = {"LICENSE": "not a data file (no extension)", "README.md": "not a data file (.md)", "make.py": "not a data file (.py)",
+            "sub/notes.jsonl": "record fields [question, answer] match no known format. Map them to a shape (pairs, ratings, rankings, criteria; "
+                               "README \"Ingest\") by editing: --format ratings --map prompt=question,response=answer,ATTRIBUTE=COL"}
+    for name, reason in want.items():
+        assert f"skipped {folder / name}: {reason}" in err
+    m = manifest(ws, "f")
+    assert {s["path"]: s["ingested"] for s in m["sources"]} == {str(folder / "train.jsonl"): 2}
+    assert m["skipped"] == [{"path": str(folder / n), "reason": want[n]} for n in ("LICENSE", "README.md", "make.py", "sub/notes.jsonl")]
+    # --strict: the first file no reader takes is fatal, and nothing is written
+    assert run_cli("ingest", folder, "--workspace", ws, "--name", "g", "--strict") == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: {folder / 'LICENSE'}: not a data file (no extension) (--strict: every file of a folder must be ingestable; nothing was written)")
+    assert not (ws / "datasets" / "g").exists()
+    # a folder whose files no reader takes: exit 2
+    (folder / "train.jsonl").unlink()
+    assert run_cli("ingest", folder, "--workspace", ws, "--name", "h") == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: nothing to ingest: no reader takes any of the 4 files given")
 
 
 def test_append_replace_and_existing_name(ws, tmp_path):
@@ -182,6 +216,27 @@ def test_fuzzed_records_never_crash_and_never_lose_a_record(tmp_path_factory, re
         assert src["records"] == src["ingested"] + src["quarantined"]
         assert src["records"] == sum(1 for line in lines if line.strip())
         assert len(quarantine(ws, "f")) == src["quarantined"]
+    else:
+        assert not (ws / "datasets" / "f").exists()
+
+
+NEW_FIELDS = ["input", "output_1", "output_2", "label", "passage-id", "questions", "first_draft", "random_cot", "best_cot", "annotations", "instruction",
+              "id", "story_id", "story_name", "plot", "content", "expert_idx", "ttcw_idx", "binary_verdict", "explanation", "metadata", "document"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(records=st.lists(st.dictionaries(st.sampled_from(NEW_FIELDS), record_values, max_size=10), min_size=1, max_size=10),
+       fmt=st.sampled_from(["llmbar", "squality", "wqrm", "ttcw", "llmfao"]))
+def test_fuzzed_records_never_crash_the_dataset_readers(tmp_path_factory, records, fmt):
+    """The LLMBar, SQuALITY, WQRM, TTCW and LLMFAO readers: any record is ingested or quarantined."""
+    tmp = tmp_path_factory.mktemp("fuzz")
+    path = write_jsonl(tmp / "data.jsonl", records)
+    ws = tmp / "ws"
+    rc = run_cli("ingest", path, "--workspace", ws, "--name", "f", "--format", fmt)
+    assert rc in (0, 2)
+    if rc == 0:
+        src = manifest(ws, "f")["sources"][0]
+        assert src["records"] == len(records) == src["ingested"] + src["quarantined"] == src["ingested"] + len(quarantine(ws, "f"))
     else:
         assert not (ws / "datasets" / "f").exists()
 

@@ -5,6 +5,7 @@ that turns a typed chunk into canonical rows (helpsteer/formats/common.Result)."
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import polars as pl
@@ -22,6 +23,8 @@ class Ctx:
     split: str | None  # split from the file name, when records carry none
     shared: dict = field(default_factory=dict)  # cross-file state (LLMFAO: pairs -> votes)
     drop_empty: bool = False
+    path: Path | None = None  # the file itself, for readers that join a companion file beside it
+    warnings: list[str] = field(default_factory=list)  # source-level notes, shown on stderr and kept in the manifest
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,8 @@ class Format:
     group: str | None = None  # user-facing name when one --format covers several file kinds
     order: int = 0  # files of a group are read in this order (LLMFAO pairs before votes)
     description: str = ""
+    folder_skip: str | None = None  # a folder ingest skips files of this format, with this reason
+    conflicts: dict[str, str] = field(default_factory=dict)  # formats it cannot share one ingest with -> why
 
     @property
     def user_name(self) -> str:
@@ -49,7 +54,7 @@ def register(fmt: Format) -> Format:
 
 
 def _load_all() -> None:
-    from . import crowd, helpsteer, label_studio, pairs  # noqa: F401  (they register themselves)
+    from . import creative, crowd, helpsteer, label_studio, pairs, squality  # noqa: F401  (they register themselves)
 
 
 def user_formats() -> list[str]:
@@ -66,7 +71,8 @@ def _matches(fmt: Format, sample: list[dict]) -> bool:
 
 def detect(sample: list[dict], path, wanted: str = "auto") -> Format:
     """The format of a file: the most specific one whose fields match (or the sub-format of
-    `wanted` that matches). Exit-2 error naming the closest formats when none does."""
+    `wanted` that matches). When none does: exit 2 naming the fields seen, a close format if one
+    is, and a ready `--map` line to edit (helpsteer/formats/mapped.py)."""
     _load_all()
     if not sample:
         raise UsageError(f"{path}: no readable record to recognise its format (empty file, or nothing parses as JSON/CSV)")
@@ -80,8 +86,14 @@ def detect(sample: list[dict], path, wanted: str = "auto") -> Format:
     if wanted != "auto" and len(cands) == 1:
         # an explicit format whose fields are absent: let its reader quarantine every record
         return cands[0]
-    keys = sorted({k for rec in sample for k in rec})
-    scored = sorted(cands, key=lambda f: -len(set(f.required) & set(keys)) / max(1, len(f.required)))[:3]
-    hint = "; ".join(f"{f.user_name} (needs {', '.join(f.required)})" for f in scored)
-    what = "matches no known format" if wanted == "auto" else f"does not look like --format {wanted}"
-    raise UsageError(f"{path}: record fields [{', '.join(keys[:12])}] {what}. Closest: {hint}. Pass --format FMT to choose one.")
+    from .mapped import suggest_map
+
+    keys = list(dict.fromkeys(k for rec in sample for k in rec))  # first-seen order, as in the file
+    shown = ", ".join(keys[:20]) + (f", ... ({len(keys)} in all)" if len(keys) > 20 else "")
+    # a format is "close" when the file has most of its identifying fields (not one shared `id`)
+    close = [(f, [r for r in f.required if r not in keys]) for f in cands]
+    close = sorted(((f, miss) for f, miss in close if len(f.required) - len(miss) >= max(2, (len(f.required) + 1) // 2)), key=lambda x: len(x[1]))
+    near = "".join(f" Closest: {f.user_name} ({'lacks ' + ', '.join(miss) if miss else 'same fields, other values'})." for f, miss in close[:1])
+    what = "match no known format" if wanted == "auto" else f"do not look like --format {wanted}"
+    raise UsageError(f"{path}: record fields [{shown}] {what}.{near} Map them to a shape (pairs, ratings, rankings, criteria; "
+                     f"README \"Ingest\") by editing: {suggest_map(sample)}")

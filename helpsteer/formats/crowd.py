@@ -1,5 +1,6 @@
 """Readers for crowd-annotated pairwise data with real annotator ids: PandaLM (annotator1..3 per
-item) and LLMFAO (a pairs file plus a votes CSV, given together in one ingest call)."""
+item) and LLMFAO (a pairs file plus a votes CSV, given together in one ingest call; its LLM-judge
+CSVs and annotator-training pairs are read only when given explicitly, never from a folder)."""
 
 from __future__ import annotations
 
@@ -130,10 +131,33 @@ def _norm_llmfao_votes(df: pl.DataFrame, ctx: Ctx) -> Result:
             b.reject(line, f"field 'winner': expected left, right or tie, got {r['winner']!r}")
             continue
         pair_id, pid, a_id, b_id, _ = pairs[key]
-        annotator = f"llmfao:{r['worker']}" if r.get("worker") is not None else judge
+        crowd = r.get("worker") is not None
         b.add("preferences", line, pair_id=pair_id, prompt_id=pid, response_a_id=a_id, response_b_id=b_id,
-              annotator_id=annotator, strength=_WINNER[winner], justification=None, subset=None, flags=[])
+              annotator_id=f"llmfao:{r['worker']}" if crowd else judge, strength=_WINNER[winner], justification=None, subset=None,
+              flags=[] if crowd else ["llm_judge"])
     return b.result()
+
+
+def _norm_llmfao_training(df: pl.DataFrame, ctx: Ctx) -> Result:
+    """Annotator-training pairs: a golden answer (left / right / tie) and its reason, as gold labels."""
+    b = RowBuilder(ctx)
+    for line, r in iter_records(df):
+        bad = next((f for f in ("id", "text", "result_x", "result_y", "golden") if r[f] is None), None)
+        golden = (r["golden"] or "").strip().lower()
+        if bad or golden not in _WINNER or r["result_x"] == r["result_y"]:
+            b.reject(line, f"field '{bad}': missing or null" if bad else f"field 'golden': expected left, right or tie, got {r['golden']!r}"
+                     if golden not in _WINNER else "result_x is identical to result_y")
+            continue
+        turns = [{"role": "user", "content": r["text"]}]
+        a_id, pid = b.response(turns, r["result_x"], line, model=_str(r["model_x"]))
+        b_id, _ = b.response(turns, r["result_y"], line, model=_str(r["model_y"]))
+        b.add("preferences", line, pair_id=f"llmfao:{r['id']}", prompt_id=pid, response_a_id=a_id, response_b_id=b_id, annotator_id=None,
+              strength=_WINNER[golden], justification=r["reason"], subset="training", flags=[])
+    return b.result()
+
+
+def _no_worker(sample: list[dict]) -> bool:
+    return not any("worker" in r for r in sample)
 
 
 register(Format("llmfao-models", {"id": JSON, "name": pl.String}, ("id", "name", "api_id"), _norm_llmfao_models,
@@ -142,7 +166,17 @@ register(Format("llmfao-pairs",
                 {"id": JSON, "prompt": JSON, "text": pl.String, "type": pl.String, "model_x": JSON, "result_x": pl.String, "model_y": JSON, "result_y": pl.String},
                 ("id", "text", "model_x", "result_x", "model_y", "result_y"), _norm_llmfao_pairs,
                 group="llmfao", order=1, description="LLMFAO pairs-crowd.jsonl"))
-register(Format("llmfao-votes",
-                {"id": pl.Int64, "prompt": JSON, "model_x": JSON, "model_y": JSON, "worker": pl.String, "winner": pl.String, "left": pl.String, "right": pl.String},
-                ("id", "model_x", "model_y", "winner"), _norm_llmfao_votes,
-                group="llmfao", order=2, description="LLMFAO crowd-comparisons.csv (or a judge's *-comparisons.csv)"))
+_VOTES_SPEC = {"id": pl.Int64, "prompt": JSON, "model_x": JSON, "model_y": JSON, "worker": pl.String, "winner": pl.String, "left": pl.String, "right": pl.String}
+_JUDGE_WHY = ("LLM-judge verdicts (one GPT-4/3.5 verdict per pair, no worker column), not crowd votes: analysis would count the judge as an annotator. "
+              "Ingest them into a dataset of their own: helpsteer ingest pairs-crowd.jsonl FILE --name NAME")
+register(Format("llmfao-votes", _VOTES_SPEC, ("id", "model_x", "model_y", "worker", "winner"), _norm_llmfao_votes,
+                group="llmfao", order=2, description="LLMFAO crowd-comparisons.csv: crowd votes with worker ids"))
+register(Format("llmfao-judge", _VOTES_SPEC, ("id", "model_x", "model_y", "winner"), _norm_llmfao_votes, probe=_no_worker,
+                group="llmfao", order=2, description="LLMFAO gpt4-/gpt3-crowd-comparisons.csv: one LLM-judge verdict per pair (annotator judge:<file>, flag llm_judge)",
+                folder_skip=_JUDGE_WHY, conflicts={"llmfao-votes": _JUDGE_WHY}))
+register(Format("llmfao-training",
+                {"id": JSON, "text": pl.String, "model_x": JSON, "result_x": pl.String, "model_y": JSON, "result_y": pl.String, "golden": pl.String, "reason": pl.String},
+                ("id", "text", "model_x", "result_x", "model_y", "result_y", "golden"), _norm_llmfao_training,
+                group="llmfao", order=1, description="LLMFAO pairs-crowd-training.jsonl: annotator-training pairs with golden answers (gold labels)",
+                folder_skip="LLMFAO annotator-training pairs (golden answers shown to train the crowd workers), not part of the crowd data; "
+                            "give the file explicitly to read them as gold pairs"))

@@ -1,5 +1,5 @@
 """Readers for chosen/rejected pair formats: HH-RLHF transcripts, TRL-style pairs (standard and
-conversational), RewardBench v1, RM-Bench (3x3 style matrix) and JudgeBench.
+conversational), RewardBench v1, RM-Bench (3x3 style matrix), JudgeBench and LLMBar.
 
 A single gold label per pair is stored with `annotator_id` null (it is the label, not a vote);
 A is the chosen response, so strength is -1 (HelpSteer convention: negative = A better)."""
@@ -12,7 +12,18 @@ import polars as pl
 
 from ..schema import JSON
 from . import Ctx, Format, register
-from .common import Result, RowBuilder, iter_records
+from .common import (
+    Result,
+    RowBuilder,
+    content_pair_id,
+    int_in_range,
+    iter_records,
+    missing,
+    responses_from,
+    split_reasons,
+    user_context,
+    with_response_ids,
+)
 
 _HH_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):[ ]?")
 
@@ -218,3 +229,43 @@ def _norm_judgebench(df: pl.DataFrame, ctx: Ctx) -> Result:
 register(Format("judgebench", {"pair_id": JSON, "question": pl.String, "response_A": pl.String, "response_B": pl.String,
                                "label": pl.String, "source": pl.String, "response_model": pl.String},
                 ("question", "response_A", "response_B", "label"), _norm_judgebench, description="JudgeBench (label A>B / B>A)"))
+
+
+# --- LLMBar (and its processed MT-Bench set) --------------------------------------------------------
+def _llmbar_subset(ctx: Ctx) -> str | None:
+    """Natural, Neighbor, GPTInst, GPTOut, Manual, MT-Bench: the folder of `dataset.json`."""
+    if ctx.path is None:
+        return None
+    return ctx.path.parent.name if ctx.path.name.split(".")[0] == "dataset" else ctx.path.name.split(".")[0]
+
+
+def _norm_llmbar(df: pl.DataFrame, ctx: Ctx) -> Result:
+    res = Result()
+    checks = [missing("input"), missing("output_1"), missing("output_2"), missing("label"), int_in_range("label", 1, 2, "label"),
+              (pl.col("output_1") == pl.col("output_2"), pl.lit("output_1 is identical to output_2"))]
+    df, bad = split_reasons(df, checks)
+    res.reject(bad["_line"], bad["reason"])
+    if df.height == 0:
+        return res
+    subset = _llmbar_subset(ctx)
+    df = df.with_columns(user_context("input").alias("context"))
+    df = with_response_ids(with_response_ids(df, "context", "output_1", "a_"), "context", "output_2", "b_")
+    meta = {"split": pl.lit(ctx.split, dtype=pl.String), "domain": pl.lit(subset, dtype=pl.String)}
+    res.add("responses", responses_from(df, context="context", response="output_1", id_col="a_id", prompt_id_col="a_prompt_id", source=ctx.source, meta=meta))
+    res.add("responses", responses_from(df, context="context", response="output_2", id_col="b_id", prompt_id_col="b_prompt_id", source=ctx.source, meta=meta))
+    pair_id = content_pair_id(ctx.fmt, df["a_id"], df["b_id"], pl.Series([subset or ""] * df.height, dtype=pl.String))
+    res.add("preferences", df.select(
+        pl.lit(pair_id).alias("pair_id"), pl.col("a_prompt_id").alias("prompt_id"), pl.col("a_id").alias("response_a_id"), pl.col("b_id").alias("response_b_id"),
+        pl.lit(None, dtype=pl.String).alias("annotator_id"),  # a gold label, not a vote
+        pl.when(pl.col("label") == 1).then(-1.0).otherwise(1.0).alias("strength"), pl.lit(None, dtype=pl.String).alias("justification"),
+        pl.lit(subset, dtype=pl.String).alias("subset"), pl.lit([], dtype=pl.List(pl.String)).alias("flags"), pl.lit(ctx.source).alias("source"), "_line"))
+    return res
+
+
+def _llmbar_probe(sample: list[dict]) -> bool:
+    return all(r.get("label") in (1, 2) and not isinstance(r.get("label"), bool) for r in sample[:50] if "label" in r)
+
+
+register(Format("llmbar", {"input": pl.String, "output_1": pl.String, "output_2": pl.String, "label": pl.Float64},
+                ("input", "output_1", "output_2", "label"), _norm_llmbar, probe=_llmbar_probe,
+                description="LLMBar / its processed MT-Bench set: input, output_1, output_2, gold label 1 or 2; subset from the folder"))
