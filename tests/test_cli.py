@@ -52,3 +52,17 @@ def test_synth_then_ingest_as_a_user(tmp_path):
     assert "format helpsteer2-disagreements (auto-detected)" in p.stderr
     assert "60 records, 60 ingested, 0 quarantined" in p.stderr
     assert p.stdout == ""  # results go to stderr; stdout stays clean for pipes
+
+
+def test_tables_in_a_pipe_are_not_cut_and_unsplit_says_so(tmp_path):
+    """Off a terminal rich would assume 80 columns and cut cells to '…'; a dataset without splits
+    lists as unsplit (not None)."""
+    import json
+
+    ws = tmp_path / "ws"
+    name = "a-dataset-with-a-long-name-" + "x" * 60
+    f = write_jsonl(tmp_path / "in" / "data" / "pairs.jsonl", [{"prompt": f"q{i}", "chosen": "good", "rejected": "bad"} for i in range(3)])  # (a split is read off the last folders)
+    assert run_cli("ingest", f, "--workspace", ws, "--name", name, "--format", "pairs") == 0
+    assert json.loads((ws / "datasets" / name / "manifest.json").read_text())["splits"] == {"unsplit": 6}
+    p = subprocess.run([sys.executable, "-m", "helpsteer.cli", "datasets", "--workspace", str(ws)], capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 0 and name in p.stdout and "…" not in p.stdout and "unsplit=6" in p.stdout

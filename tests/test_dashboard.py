@@ -241,3 +241,9 @@ def test_evaluation_page_names_the_dataset_of_every_figure(dash_ws, monkeypatch)
     at.selectbox[0].set_value("pref-bt").run()
     assert at.selectbox[1].value == "pref"
     assert any("evaluated on dataset `pref`" in c.value for c in at.caption)
+
+
+def test_attack_rounds_axis_has_integer_ticks(dash_ws, monkeypatch):
+    at = app(dash_ws, monkeypatch, "adversarial")
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert spec["layout"]["xaxis"]["dtick"] == 1
