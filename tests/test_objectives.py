@@ -281,7 +281,7 @@ def test_attack_loop_writes_rounds_and_examples(ws):
     for r in res["rounds"]:
         assert 0 <= r["attack_success_rate"] <= 1 and 0 <= r["clean_accuracy"] <= 1 and r["n_prompts"] > 0
     # the same attack succeeds less often against the retrained model (on 8 prompts, so one seed of
-    # the search decides: with --seed 0 it stayed at 3 -> 3 of 8 after this session's changes);
+    # the search decides: with --seed 0 it stayed at 3 -> 3 of 8 after this session's changes;
     # the clean-accuracy bar and the figures on 150 prompts are bench/objectives.py's)
     assert res["rounds"][1]["attack_success_rate"] < res["rounds"][0]["attack_success_rate"]
     assert (out / "round-1" / "model.safetensors").exists() and (out / "ensemble-0" / "model.safetensors").exists()
