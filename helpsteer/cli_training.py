@@ -162,15 +162,15 @@ def register(app: typer.Typer) -> None:
         import uvicorn
 
         from helpsteer.errors import UsageError
+        from rm_training.api.settings import Settings
 
+        settings = Settings.from_options(model=str(model), host=host, port=port, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
+                                         max_batch_tokens=max_batch_tokens, max_items=max_items, max_body_bytes=max_body_bytes,
+                                         max_length=max_length, threads=threads, api_key=os.environ.get("HELPSTEER_API_KEY", ""))
         if not (model / "config.json").exists():
             raise UsageError(f"--model {model}: not a run directory (no config.json); train one with `helpsteer train`")
         from rm_training.api.app import create_app
-        from rm_training.api.settings import Settings
 
-        settings = Settings(model=str(model), host=host, port=port, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_batch_tokens=max_batch_tokens,
-                            max_items=max_items, max_body_bytes=max_body_bytes, max_length=max_length, threads=threads,
-                            api_key=os.environ.get("HELPSTEER_API_KEY", ""))
         if not settings.keys() and host not in ("127.0.0.1", "localhost", "::1"):
             _err(f"warning: serving on {host} without HELPSTEER_API_KEY: anyone who can reach it can use it")
         uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30)

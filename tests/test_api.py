@@ -265,3 +265,25 @@ def test_a_model_failure_is_503_and_the_server_keeps_serving(runs):
         Flaky.fail = False
         assert c.post("/v1/score", json={"items": [ITEMS[0]]}).status_code == 200
         assert 'helpsteer_request_errors_total{route="/v1/score",status="503"} 1.0' in c.get("/metrics").text
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--port", "99999", "--port 99999: must be <= 65535"),
+    ("--max-length", "-5", "--max-length -5: must be >= 0"),
+    ("--max-items", "0", "--max-items 0: must be >= 1"),
+    ("--max-batch-size", "0", "--max-batch-size 0: must be >= 1"),
+    ("--max-wait-ms", "-1", "--max-wait-ms -1: must be >= 0"),
+])
+def test_bad_server_settings_exit_2_with_one_line_before_loading(tmp_path, capsys, flag, value, message):
+    # checked before the model: a missing run directory is not what is reported
+    assert run_cli("serve", "--model", tmp_path / "no-run", flag, value) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"error: {message}" and "Traceback" not in err
+
+
+def test_an_api_key_of_only_blanks_and_commas_refuses_to_start(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HELPSTEER_API_KEY", " , ")
+    assert run_cli("serve", "--model", tmp_path / "no-run") == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: HELPSTEER_API_KEY=' , ' holds no key (only blanks and commas): set one or more keys, "
+        "comma-separated, or unset it to serve without authentication")

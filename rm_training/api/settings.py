@@ -14,7 +14,7 @@ class Settings(BaseSettings):
 
     model: str = Field("", description="Run directory to serve (a Hugging Face checkpoint written by `helpsteer train`).")
     host: str = Field("127.0.0.1", description="Interface to bind; loopback unless told otherwise.")
-    port: int = Field(8000, description="TCP port.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port (0 = any free port).")
     api_key: str = Field("", description="One key or several, comma-separated; empty = no authentication (loopback use, e.g. OpenRLHF PPO).")
     max_items: int = Field(256, ge=1, description="Most items in one request (413 beyond).")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body in bytes (413 beyond).")
@@ -27,6 +27,29 @@ class Settings(BaseSettings):
 
     def keys(self) -> list[str]:
         return [k.strip() for k in self.api_key.split(",") if k.strip()]
+
+    @classmethod
+    def from_options(cls, **options) -> Settings:
+        """Settings from the `serve` flags, checked before any work: a value out of range is one
+        UsageError line naming the flag (`--port 99999: must be <= 65535`), never a pydantic
+        traceback; a HELPSTEER_API_KEY that holds no key (only blanks and commas) refuses to
+        start rather than silently serving without authentication."""
+        from pydantic import ValidationError
+
+        from helpsteer.errors import UsageError
+
+        try:
+            settings = cls(**options)
+        except ValidationError as e:
+            err = e.errors()[0]
+            flag = "--" + str(err["loc"][0]).replace("_", "-")
+            ctx = err.get("ctx") or {}
+            rule = next((f"{op} {ctx[k]:g}" for k, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")) if k in ctx), err["msg"].lower())
+            seen = err.get("input")
+            raise UsageError(f"{flag} {seen:g}: must be {rule}" if isinstance(seen, (int, float)) else f"{flag} {seen!s}: must be {rule}") from None
+        if settings.api_key and not settings.keys():
+            raise UsageError(f"HELPSTEER_API_KEY={settings.api_key!r} holds no key (only blanks and commas): set one or more keys, comma-separated, or unset it to serve without authentication")
+        return settings
 
 
 @lru_cache
