@@ -4,12 +4,14 @@ work (`helpsteer train ... --config configs/bt-small.yaml --key value`)."""
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Optional
 
 from transformers import TrainingArguments
 
+from helpsteer.errors import UsageError
 from helpsteer.schema import HELPSTEER_ATTRIBUTES
 
 # Nemotron-4-340B-Reward: scalar reward from the five HelpSteer attributes
@@ -36,6 +38,85 @@ SCRATCH = {"learning_rate": 5e-4, "num_train_epochs": 3.0, "warmup_steps": 0.05}
 FINETUNE = {"learning_rate": 5e-5, "num_train_epochs": 2.0, "warmup_steps": 0.1}
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16", "auto": "auto"}
 ATTENTION = ("eager", "sdpa", "flash_attention_2")
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric option takes: bounds (closed unless *_open), integers only, and
+    sentinels allowed outside the bounds (max_steps -1: no limit). None always means "unset"."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    integer: bool = False
+    also: tuple = ()
+    note: str = ""
+
+    def allows(self, v) -> bool:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return False
+        if v in self.also:
+            return True
+        if not math.isfinite(v) or (self.integer and v != int(v)):
+            return False
+        below = self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo)
+        above = self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi)
+        return not (below or above)
+
+    def describe(self) -> str:
+        kind = "an integer" if self.integer else "a finite number"
+        if self.lo is not None and self.hi is not None:
+            rule = f"{kind} in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+        elif self.lo is not None:
+            rule = f"{kind} {'>' if self.lo_open else '>='} {self.lo:g}"
+        elif self.hi is not None:
+            rule = f"{kind} {'<' if self.hi_open else '<='} {self.hi:g}"
+        else:
+            rule = kind
+        if self.also:
+            rule += ", or " + " or ".join(f"{a:g}" for a in self.also)
+        return rule + (f" ({self.note})" if self.note else "")
+
+
+_POS, _NONNEG, _SHARE = Range(0, lo_open=True), Range(0), Range(0, 1, hi_open=True)
+_SEED = Range(0, 2**32 - 1, integer=True, note="numpy seeds are 32-bit")
+# The one table of allowed values of the numeric config fields, the TrainingArguments ones
+# included; checked by RewardConfig.__post_init__ (so a YAML file, --key value and Python callers
+# all go through it) and by the other commands' options that mean the same thing (check_option).
+LIMITS: dict[str, Range] = {
+    "learning_rate": _NONNEG, "num_train_epochs": _POS,  # 0: a frozen run (tests check a head's initial value with it)
+    "warmup_steps": _NONNEG, "weight_decay": _NONNEG,
+    "max_steps": Range(1, integer=True, also=(-1,), note="-1: no limit, --num_train_epochs decides"),
+    "per_device_train_batch_size": Range(1, integer=True), "per_device_eval_batch_size": Range(1, integer=True),
+    "gradient_accumulation_steps": Range(1, integer=True), "max_length": Range(8, integer=True, note="tokens"),
+    "vocab_size": Range(1, integer=True), "max_grad_norm": Range(0, note="0: no clipping"),
+    "adam_beta1": _SHARE, "adam_beta2": _SHARE, "adam_epsilon": _POS,
+    "logging_steps": _POS, "save_steps": _POS, "eval_steps": _POS, "save_total_limit": Range(0, integer=True),
+    "dataloader_num_workers": Range(0, integer=True), "seed": _SEED, "data_seed": _SEED,
+    "lora_r": Range(1, integer=True), "lora_alpha": _POS, "lora_dropout": _SHARE,
+    "margin_scale": _NONNEG, "tie_weight": _NONNEG, "center_rewards_coefficient": _NONNEG,
+    "reward_weights": Range(), "heldout_phrasings": Range(0, integer=True), "principles_per_response": Range(0, integer=True, note="0: all"),
+    "principle_thresholds": Range(0, 4, note="the 0-4 rating scale"), "principle_augment": Range(0, 1),
+    "nll_weight": _NONNEG, "log_var_min": Range(), "log_var_max": Range(),
+}
+
+
+class OptionError(UsageError):
+    """A numeric option outside its Range: `--learning_rate nan: must be a finite number >= 0`."""
+
+    def __init__(self, option: str, value, rule: str, flag: str | None = None):
+        self.option, self.value, self.rule = option, value, rule
+        super().__init__(f"{flag or '--' + option} {value}: must be {rule}")
+
+
+def check_option(option: str, value, flag: str | None = None) -> None:
+    """Raise OptionError when `value` (a number, a list of numbers, or None = unset) is outside
+    LIMITS[option]. `flag`: the option as that command spells it (`--batch-size`)."""
+    rng = LIMITS[option]
+    for v in value if isinstance(value, (list, tuple)) else [value]:
+        if v is not None and not rng.allows(v):
+            raise OptionError(option, value if not isinstance(value, (list, tuple)) else " ".join(map(str, value)), rng.describe(), flag)
 
 
 def run_field(run: str | None, key: str):
@@ -116,6 +197,7 @@ class RewardConfig(TrainingArguments):
         for k, v in recipe.items():
             if getattr(self, k) is None:
                 setattr(self, k, v)
+        self.validate()
         if self.disable_tqdm is None:  # progress bars on a terminal only, quiet in pipes and logs
             import sys
 
@@ -130,6 +212,14 @@ class RewardConfig(TrainingArguments):
                 self.ddp_backend = "gloo"
                 self.use_cpu = True  # without it accelerate sets up no process group on CPU
         super().__post_init__()
+
+    def validate(self) -> None:
+        """Every numeric field against LIMITS, before transformers or any training sees it."""
+        for name in LIMITS:
+            if hasattr(self, name):
+                check_option(name, getattr(self, name))
+        if hasattr(self, "log_var_min") and self.log_var_min >= self.log_var_max:
+            raise OptionError("log_var_min", self.log_var_min, f"below --log_var_max ({self.log_var_max:g})")
 
 
 @dataclass

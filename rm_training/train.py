@@ -26,28 +26,44 @@ log = logging.getLogger(__name__)
 
 
 def parse_config(objective: str, config_file: Path | None, overrides: list[str], output_dir: Path) -> RewardConfig:
-    """YAML values first, command-line --key value pairs over them."""
-    import yaml
-    from transformers import HfArgumentParser
+    """YAML values first, command-line --key value pairs over them. Every value is checked here
+    (types by the argument parser, ranges by the config dataclass, config.LIMITS), and an error
+    names the option as typed, the value seen and what is allowed, with the YAML file and line
+    when the value came from there."""
+    from .config import OptionError
 
     if objective not in CONFIGS:
         raise UsageError(f"--objective must be one of {', '.join(CONFIGS)}, got {objective!r}")
     cls = CONFIGS[objective]
+    parser = _parser(cls)
     args: list[str] = []
+    where: dict[str, str] = {}  # option -> "FILE, line N: " for the values that came from the YAML file
     if config_file:
-        data = yaml.safe_load(Path(config_file).read_text()) or {}
-        if not isinstance(data, dict):
-            raise UsageError(f"{config_file}: expected a mapping of config fields")
+        data, lines = _read_yaml(Path(config_file))
         for k, v in data.items():
-            if k in ("objective", "output_dir"):
+            at = f"{config_file}, line {lines.get(k, '?')}: "
+            if k in ("objective", "output_dir") or v is None:  # (an empty value: the default)
                 continue
-            args += [f"--{k}", *(map(str, v) if isinstance(v, list) else [str(v)])]
-    args += list(overrides) + ["--output_dir", str(output_dir)]
-    parser = HfArgumentParser(cls)
+            action = parser._option_string_actions.get(f"--{k}") if isinstance(k, str) else None
+            if action is None:
+                raise UsageError(f"{at}{k} is not a field of {cls.__name__} (rm_training/config.py; `helpsteer train --help` lists them)")
+            if isinstance(v, dict) or (isinstance(v, list) and action.nargs not in ("+", "*")):
+                raise UsageError(f"{at}{k}: expected a single value, got a {'mapping' if isinstance(v, dict) else 'list'}")
+            where[k] = at
+            args += [f"--{k}", *(map(str, v) if isinstance(v, list) else [str(v).lower() if isinstance(v, bool) else str(v)])]
+    for a in overrides:  # the command line overrides the file
+        if a.startswith("--"):
+            where.pop(a[2:].split("=", 1)[0], None)
+    args += _glue_negatives(list(overrides)) + ["--output_dir", str(output_dir)]
+    raw = _raw_values(args)
     try:
         (cfg, rest) = parser.parse_args_into_dataclasses(args=args, return_remaining_strings=True)
-    except SystemExit:
-        raise UsageError(f"bad training option in {' '.join(overrides)}: see `helpsteer train --help` and the fields of {cls.__name__}") from None
+    except _ArgError as e:
+        raise UsageError(_arg_message(str(e), where, raw)) from None
+    except OptionError as e:
+        at = where.get(e.option, "")
+        shown = e.value if " " in str(e.value) else raw.get(e.option, e.value)  # (a list field: all its values)
+        raise UsageError(f"{at}{e.option if at else '--' + e.option} {shown}: must be {e.rule}") from None
     if rest:
         raise UsageError(f"unknown training options {rest}: they are not fields of {cls.__name__} (rm_training/config.py)")
     cfg.objective = objective
@@ -63,6 +79,107 @@ def parse_config(objective: str, config_file: Path | None, overrides: list[str],
     return cfg
 
 
+class _ArgError(Exception):
+    """argparse's message for a value it cannot convert (instead of its usage text and SystemExit)."""
+
+
+def _parser(cls):
+    """transformers' HfArgumentParser for `cls`, raising _ArgError instead of printing argparse's
+    usage text and exiting."""
+    from transformers import HfArgumentParser
+
+    class Parser(HfArgumentParser):
+        def error(self, message):
+            raise _ArgError(message)
+
+    return Parser(cls)
+
+
+def _glue_negatives(args: list[str]) -> list[str]:
+    """`--learning_rate -1e-5` as `--learning_rate=-1e-5`: argparse reads a lone "-1e-5" as an
+    option name (only plain negatives such as -5 pass as values), so the range check never saw it."""
+    out: list[str] = []
+    for a in args:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and a.startswith("-") and not a.startswith("--"):
+            try:
+                float(a)
+            except ValueError:
+                pass
+            else:
+                out[-1] = f"{out[-1]}={a}"
+                continue
+        out.append(a)
+    return out
+
+
+def _raw_values(args: list[str]) -> dict[str, str]:
+    """The text given for each option (the last one wins, as in argparse): errors show the value
+    as the user typed it (1e-5, not 1e-05)."""
+    out: dict[str, str] = {}
+    for i, a in enumerate(args):
+        if a.startswith("--"):
+            k, eq, v = a[2:].partition("=")
+            vals = [v] if eq else [x for x in args[i + 1:i + 2] if not x.startswith("--")]
+            if vals:
+                out[k] = vals[0]
+    return out
+
+
+_KINDS = {"int": "an integer", "float": "a number", "string_to_bool": "true or false"}
+
+
+def _arg_message(msg: str, where: dict[str, str], raw: dict[str, str]) -> str:
+    """`argument --seed: invalid int value: 'x'` -> `--seed x: must be an integer` (with the YAML
+    file and line when the value came from there)."""
+    import re
+
+    m = re.match(r"argument (--[\w-]+)(?:/\S+)?: (.*)", msg)
+    if not m:
+        return f"bad training option: {msg}; see `helpsteer train --help`"
+    flag, detail = m.groups()
+    at = where.get(flag[2:], "")
+    shown = flag[2:] if at else flag
+    t = re.match(r"invalid (\w+) value: '(.*)'", detail)
+    if t:
+        return f"{at}{shown} {t.group(2)}: must be {_KINDS.get(t.group(1), 'a ' + t.group(1))}"
+    return f"{at}{shown}: {detail}"
+
+
+def _read_yaml(path: Path) -> tuple[dict, dict]:
+    """A --config file as a mapping, and the line of each key. Read with yaml.safe_load: tags that
+    build Python objects (!!python/...) are refused, as is anything but plain values."""
+    import re
+
+    import yaml
+
+    if not path.exists():
+        raise UsageError(f"--config {path}: no such file")
+    if not path.is_file():
+        raise UsageError(f"--config {path}: not a file")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"--config {path}: cannot be read ({getattr(e, 'strerror', None) or e})") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as e:
+        line = e.problem_mark.line + 1 if e.problem_mark else "?"
+        tag = re.search(r"tag '([^']*)'", str(e.problem))
+        shown = tag.group(1).replace("tag:yaml.org,2002:", "!!") if tag else "?"
+        raise UsageError(f"{path}, line {line}: tag {shown} is not allowed: config files are read with yaml.safe_load (plain values only)") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise UsageError(f"{path}{at}: YAML syntax error: {getattr(e, 'problem', None) or e}") from None
+    if data is None:
+        return {}, {}
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected a mapping of config fields (key: value lines), got a {type(data).__name__}")
+    lines = {k.value: k.start_mark.line + 1 for k, _ in node.value} if isinstance(node, yaml.MappingNode) else {}
+    return data, lines
+
+
 DEFAULT_MAX_LENGTH = 512  # tokens per scored text, unless the backbone reads fewer
 
 # model types whose position embeddings are a learned table of max_position_embeddings rows
@@ -74,8 +191,17 @@ def _check_model_options(cfg: RewardConfig) -> None:
     import importlib.util
 
     from .backbones import PRESETS
-    from .config import ATTENTION, DTYPES
+    from .config import ATTENTION, DTYPES, check_option
 
+    if cfg.init_from:
+        src = Path(cfg.init_from)
+        missing = [f for f in ("config.json", "model.safetensors") if not (src / f).is_file()]
+        if missing:
+            raise UsageError(f"--init_from {src}: not a finished run ({'no such directory' if not src.is_dir() else 'no ' + ' or '.join(missing)}); "
+                             "give the directory of a run `helpsteer train` wrote")
+    for opt in ("tokenizer", "principles_file"):
+        if getattr(cfg, opt, None) and not Path(getattr(cfg, opt)).exists():
+            raise UsageError(f"--{opt} {getattr(cfg, opt)}: no such {'directory' if opt == 'tokenizer' else 'file'}")
     if cfg.backbone not in PRESETS and not cfg.init_from:
         p = Path(cfg.backbone)
         if not p.is_dir():
@@ -93,8 +219,7 @@ def _check_model_options(cfg: RewardConfig) -> None:
                              f"use --max_length {limit - offset} or less")
     if cfg.max_length is None:
         cfg.max_length = DEFAULT_MAX_LENGTH
-    if cfg.max_length < 8:
-        raise UsageError(f"--max_length must be at least 8 tokens, got {cfg.max_length}")
+    check_option("max_length", cfg.max_length)  # (the range of every numeric field: config.LIMITS)
     if cfg.torch_dtype not in DTYPES:
         raise UsageError(f"--torch_dtype must be one of float32, bfloat16, float16, auto, got {cfg.torch_dtype!r}")
     if DTYPES[cfg.torch_dtype] == "float16" and cfg.fp16:
@@ -112,17 +237,11 @@ def _check_model_options(cfg: RewardConfig) -> None:
     if cfg.use_lora:
         if cfg.freeze_backbone:
             raise UsageError("--use_lora and --freeze_backbone exclude each other: LoRA adapts the backbone, --freeze_backbone trains the head alone")
-        if cfg.lora_r < 1:
-            raise UsageError(f"--lora_r must be a positive integer, got {cfg.lora_r}")
-        if not 0 <= cfg.lora_dropout < 1:
-            raise UsageError(f"--lora_dropout must be in [0, 1), got {cfg.lora_dropout}")
-        if cfg.lora_alpha is not None and cfg.lora_alpha <= 0:
-            raise UsageError(f"--lora_alpha must be positive, got {cfg.lora_alpha}")
 
 
 def resolve_run_dir(workspace: Path, name: str, objective: str, out: str | None) -> Path:
     """--out, a bare name under WS/runs/, or WS/runs/<name>-<objective>[-2, -3, ...]. An unfinished
-    run (checkpoints, no model) at the default path is resumed rather than shadowed."""
+    run (checkpoints, no complete model) at the default path is resumed rather than shadowed."""
     runs = Path(workspace) / "runs"
     if out:
         p = Path(out)
@@ -131,21 +250,125 @@ def resolve_run_dir(workspace: Path, name: str, objective: str, out: str | None)
     k = 1
     while True:
         cand = base if k == 1 else Path(f"{base}-{k}")
-        if not cand.exists() or not (cand / "model.safetensors").exists():
+        if not cand.exists() or not finished_run(cand):
             return cand
         k += 1
 
 
-def complete_checkpoint(run_dir: Path) -> Path | None:
-    """The newest checkpoint that was written to the end (trainer_state.json is its last file);
-    a checkpoint cut short by a killed process is removed, so resuming never reads half a save."""
+def finished_run(run_dir: Path) -> bool:
+    """Whether a run was saved to the end: its weights are whole and its records (run_config.json,
+    written after them) are there. A process killed while saving the final model leaves neither."""
+    return (run_dir / "run_config.json").is_file() and _safetensors_damage(run_dir / "model.safetensors") is None
+
+
+def check_run_dir(run_dir: Path, out: str | None) -> None:
+    """Before any work: the run directory is a directory (or can be made) and files can be written
+    there. Probes with a temporary file or folder that is removed again, so a refused run leaves
+    nothing behind."""
+    import tempfile
+
+    flag = f"--out {out}: " if out else ""
+    existing = run_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is a file" if existing == run_dir else f"cannot be made: {existing} is a file"
+        raise UsageError(f"{flag}{run_dir} {what}; a run is a directory (a new one, or an unfinished run to resume)")
+    try:
+        if existing == run_dir:
+            fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=run_dir)
+            os.close(fd)
+            os.unlink(probe)
+        else:
+            os.rmdir(tempfile.mkdtemp(prefix=".write-probe-", dir=existing))
+    except OSError as e:
+        raise UsageError(f"{run_dir}: not writable ({e.strerror or e}); give --out a writable directory") from None
+
+
+def _safetensors_damage(path: Path) -> str | None:
+    """Why a .safetensors file cannot be loaded (missing, header cut or unparsable, data shorter
+    than the header says), None when it is whole. Reads the header only."""
+    import struct
+
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                return f"{path.name} is cut short ({size} bytes)"
+            (n,) = struct.unpack("<Q", head)
+            if 8 + n > size:
+                return f"{path.name} is cut short (header of {n} bytes, file of {size})"
+            header = json.loads(f.read(n))
+    except FileNotFoundError:
+        return f"no {path.name}"
+    except (OSError, ValueError) as e:
+        return f"{path.name} has no readable header ({e})"
+    ends = [t["data_offsets"][1] for k, t in header.items() if k != "__metadata__" and isinstance(t, dict) and "data_offsets" in t]
+    if 8 + n + max(ends, default=0) > size:
+        return f"{path.name} is cut short ({size} of {8 + n + max(ends)} bytes)"
+    return None
+
+
+def _torch_file_damage(path: Path) -> str | None:
+    """Why a torch.save file (a zip archive: optimizer.pt, scheduler.pt, rng_state.pth) is cut
+    short, None when its directory and every member lie within the file. Reads no tensor data."""
+    import zipfile
+
+    try:
+        size = path.stat().st_size
+        with zipfile.ZipFile(path) as z:
+            for m in z.infolist():
+                if m.header_offset + m.compress_size > size:
+                    return f"{path.name} is cut short ({m.filename} ends past the file)"
+    except (OSError, zipfile.BadZipFile) as e:
+        return f"{path.name} is not a complete torch file ({e})"
+    return None
+
+
+def checkpoint_damage(ckpt: Path) -> str | None:
+    """Why transformers could not resume from a checkpoint, None when it can: trainer_state.json
+    (the last file Trainer writes) must parse, and the weight and optimizer files there must be
+    whole (a process killed mid-save, a disk that filled up, a copy cut short)."""
+    try:
+        state = json.loads((ckpt / "trainer_state.json").read_text())
+        int(state["global_step"])
+    except FileNotFoundError:
+        return "no trainer_state.json (the save was cut short)"
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return f"trainer_state.json does not parse ({type(e).__name__}: {e})"
+    try:
+        entries = list(ckpt.iterdir())
+    except OSError as e:  # (removed meanwhile by another rank under torchrun)
+        return f"cannot be listed ({e.strerror or e})"
+    files = [f for f in entries if f.is_file()]
+    if not any(f.suffix in (".safetensors", ".bin") for f in files) and not any(f.is_dir() for f in entries):
+        return "no model weights"
+    for f in sorted(files):
+        why = _safetensors_damage(f) if f.suffix == ".safetensors" else _torch_file_damage(f) if f.suffix in (".pt", ".pth") else None
+        if why:
+            return why
+    return None
+
+
+def complete_checkpoint(run_dir: Path, warn=None) -> Path | None:
+    """The newest checkpoint transformers can resume from. A damaged one (checkpoint_damage: cut
+    short by a killed process, truncated on disk) is reported through `warn` and removed, so
+    training resumes from the one before it, or starts over when none is left, and a later save
+    of the same step finds no half-written folder in its way."""
     import shutil
 
     ckpts = sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1)
     for p in reversed(ckpts):
-        if (p / "trainer_state.json").exists():
+        if not p.is_dir():
+            continue
+        why = checkpoint_damage(p)
+        if why is None:
             return p
-        shutil.rmtree(p, ignore_errors=True)
+        if int(os.environ.get("RANK", "0")) == 0:  # (under torchrun every rank skips it, rank 0 reports and removes it)
+            if warn is not None:
+                warn(f"warning: skipping damaged checkpoint {p}: {why} (removed)")
+            shutil.rmtree(p, ignore_errors=True)
     return None
 
 
@@ -458,6 +681,7 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
     run_dir = resolve_run_dir(workspace, name, objective, out)
     cfg = parse_config(objective, config_file, overrides or [], run_dir)
     split = choose_split(workspace, name, "train")
+    check_run_dir(run_dir, out)
     run_dir.mkdir(parents=True, exist_ok=True)
     main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes files
     tokenizer = build_tokenizer(cfg, workspace, name, run_dir)  # deterministic: every rank gets the same one
@@ -517,7 +741,7 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
         t = np.array(data["targets"], dtype=float)
         stats = (np.nanmean(t, axis=0), np.maximum(np.nanstd(t, axis=0), 1e-3))
         trainer.target_stats = tuple(torch.tensor(x, dtype=torch.float32) for x in stats)
-    resume = complete_checkpoint(run_dir) if not (run_dir / "model.safetensors").exists() else None
+    resume = complete_checkpoint(run_dir, warn=announce) if not finished_run(run_dir) else None
     if resume:
         announce(f"resuming from {resume}")
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
@@ -618,7 +842,7 @@ def _write_records(run_dir: Path, cfg: RewardConfig, manifest: dict, name: str, 
            "the adapter (with the head) is in `adapter/`, the merged weights are this checkpoint"] if cfg.use_lora else []),
         *(["- backbone frozen: only the reward head was trained"] if cfg.freeze_backbone else []),
         f"- seed: {cfg.seed}", f"- commit: {info['commit'] or 'unknown'}",
-        f"- versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()), "", "## Data", "",
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()), "", "## Data", "",
         *[f"- `{d['path']}` sha256 `{d['sha256']}` ({d['records']} records)" for d in info["data"]], "", "## Use", "",
         "```python", "import rm_training  # registers the NemotronH reward head", "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
         f"model = AutoModelForSequenceClassification.from_pretrained({str(run_dir)!r})", f"tok = AutoTokenizer.from_pretrained({str(run_dir)!r})",

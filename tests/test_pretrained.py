@@ -226,8 +226,8 @@ def test_regression_on_a_pretrained_encoder(ws, tmp_path):
     (["--torch_dtype", "int8"], "--torch_dtype must be one of float32, bfloat16, float16, auto, got 'int8'"),
     (["--attn_implementation", "magic"], "--attn_implementation must be one of eager, sdpa, flash_attention_2, got 'magic'"),
     (["--use_lora", "true", "--freeze_backbone", "true"], "--use_lora and --freeze_backbone exclude each other"),
-    (["--use_lora", "true", "--lora_r", "0"], "--lora_r must be a positive integer, got 0"),
-    (["--use_lora", "true", "--lora_dropout", "1.5"], r"--lora_dropout must be in \[0, 1\), got 1.5"),
+    (["--use_lora", "true", "--lora_r", "0"], "--lora_r 0: must be an integer >= 1"),
+    (["--use_lora", "true", "--lora_dropout", "1.5"], r"--lora_dropout 1.5: must be a finite number in \[0, 1\)"),
 ])
 def test_model_option_errors(args, message, ws, tmp_path, capsys):
     ck = build("llama", tmp_path / "llama")
