@@ -64,18 +64,22 @@ class Range:
         above = self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi)
         return not (below or above)
 
+    @staticmethod
+    def _num(x) -> str:
+        return str(int(x)) if float(x).is_integer() else f"{x:g}"  # 4294967295, not 4.29497e+09
+
     def describe(self) -> str:
         kind = "an integer" if self.integer else "a finite number"
         if self.lo is not None and self.hi is not None:
-            rule = f"{kind} in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+            rule = f"{kind} in {'(' if self.lo_open else '['}{self._num(self.lo)}, {self._num(self.hi)}{')' if self.hi_open else ']'}"
         elif self.lo is not None:
-            rule = f"{kind} {'>' if self.lo_open else '>='} {self.lo:g}"
+            rule = f"{kind} {'>' if self.lo_open else '>='} {self._num(self.lo)}"
         elif self.hi is not None:
-            rule = f"{kind} {'<' if self.hi_open else '<='} {self.hi:g}"
+            rule = f"{kind} {'<' if self.hi_open else '<='} {self._num(self.hi)}"
         else:
             rule = kind
         if self.also:
-            rule += ", or " + " or ".join(f"{a:g}" for a in self.also)
+            rule += ", or " + " or ".join(self._num(a) for a in self.also)
         return rule + (f" ({self.note})" if self.note else "")
 
 
