@@ -153,6 +153,9 @@ def register(app: typer.Typer) -> None:
         max_body_bytes: int = typer.Option(4 * 1024 * 1024, "--max-body-bytes", help="Largest request body (413 beyond)."),
         max_length: int = typer.Option(0, "--max-length", help="Truncation length in tokens (0 = the run's)."),
         threads: int = typer.Option(0, "--threads", help="torch threads (0 = default)."),
+        timeout_keep_alive: float = typer.Option(5.0, "--timeout-keep-alive", help="Seconds an idle connection stays open, before and between requests."),
+        timeout_header: float = typer.Option(10.0, "--timeout-header", help="Seconds to receive the request line and headers (408 and close beyond)."),
+        timeout_body: float = typer.Option(30.0, "--timeout-body", help="Seconds to receive the whole body after the headers (408 and close beyond)."),
         log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
     ) -> None:
         """Serve the reward model over HTTP: /v1/score, /v1/compare, /v1/principles, /v1/models, /get_reward (OpenRLHF), /metrics, /healthz.
@@ -166,14 +169,17 @@ def register(app: typer.Typer) -> None:
 
         settings = Settings.from_options(model=str(model), host=host, port=port, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
                                          max_batch_tokens=max_batch_tokens, max_items=max_items, max_body_bytes=max_body_bytes,
-                                         max_length=max_length, threads=threads, api_key=os.environ.get("HELPSTEER_API_KEY", ""))
+                                         max_length=max_length, threads=threads, timeout_keep_alive=timeout_keep_alive,
+                                         timeout_header=timeout_header, timeout_body=timeout_body, api_key=os.environ.get("HELPSTEER_API_KEY", ""))
         if not (model / "config.json").exists():
             raise UsageError(f"--model {model}: not a run directory (no config.json); train one with `helpsteer train`")
         from rm_training.api.app import create_app
+        from rm_training.api.protocol import http_protocol
 
         if not settings.keys() and host not in ("127.0.0.1", "localhost", "::1"):
             _err(f"warning: serving on {host} without HELPSTEER_API_KEY: anyone who can reach it can use it")
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30)
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30,
+                    http=http_protocol(settings), timeout_keep_alive=settings.timeout_keep_alive)
 
 
 def _print(res: dict) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -273,6 +274,9 @@ def test_a_model_failure_is_503_and_the_server_keeps_serving(runs):
     ("--max-items", "0", "--max-items 0: must be >= 1"),
     ("--max-batch-size", "0", "--max-batch-size 0: must be >= 1"),
     ("--max-wait-ms", "-1", "--max-wait-ms -1: must be >= 0"),
+    ("--timeout-keep-alive", "0", "--timeout-keep-alive 0: must be > 0"),
+    ("--timeout-header", "-1", "--timeout-header -1: must be > 0"),
+    ("--timeout-body", "nan", "--timeout-body nan: must be > 0"),
 ])
 def test_bad_server_settings_exit_2_with_one_line_before_loading(tmp_path, capsys, flag, value, message):
     # checked before the model: a missing run directory is not what is reported
@@ -287,3 +291,73 @@ def test_an_api_key_of_only_blanks_and_commas_refuses_to_start(tmp_path, capsys,
     assert capsys.readouterr().err.strip() == (
         "error: HELPSTEER_API_KEY=' , ' holds no key (only blanks and commas): set one or more keys, "
         "comma-separated, or unset it to serve without authentication")
+
+
+def test_docs_render_offline_from_local_assets():
+    """/docs and /redoc reference only this server's own scripts, styles and icons (no CDN), each
+    served 200 with its content type, with no API key needed even when keys are set."""
+    c = TestClient(create_app(Settings(model="unused", api_key="k1")))  # no lifespan: the pages need no model
+    seen = set()
+    for page in ("/docs", "/redoc"):
+        html = c.get(page).text
+        assert "http://" not in html and "https://" not in html and "//cdn" not in html, page
+        urls = re.findall(r'(?:src|href)="([^"]+)"', html)
+        assert urls and all(u.startswith("/docs-assets/") for u in urls), urls
+        seen |= set(urls)
+    assert seen == {"/docs-assets/swagger-ui-bundle.js", "/docs-assets/swagger-ui.css", "/docs-assets/favicon.png", "/docs-assets/redoc.standalone.js"}
+    types = {".js": "text/javascript", ".css": "text/css", ".png": "image/png"}
+    for u in sorted(seen):
+        r = c.get(u)
+        assert r.status_code == 200 and r.headers["content-type"].split(";")[0] == types[u[u.rindex("."):]] and len(r.content) > 1000, u
+    # Swagger UI 5 reads the OpenAPI 3.1 schema FastAPI writes (4.x cannot render 3.1)
+    assert c.get("/openapi.json").json()["openapi"].startswith("3.1")
+    assert re.search(rb'"5\.\d+\.\d+"', c.get("/docs-assets/swagger-ui-bundle.js").content)
+    assert c.get("/docs-assets/nope.js").status_code == 404
+
+
+def _until_closed(s: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (a socket error after 60 s if it never does)."""
+    s.settimeout(60)
+    out = b""
+    while chunk := s.recv(65536):
+        out += chunk
+    return out
+
+
+@pytest.mark.slow
+def test_real_server_timeouts_and_a_client_that_leaves_mid_body(runs, tmp_path):
+    """A real uvicorn process with 1 s timeouts: an idle connection (before any request and after
+    one) is closed, a client that stalls in its headers or its body gets 408 and a closed
+    connection, and a client that closes mid-body is counted as 499 in /metrics, never as a 5xx."""
+    srv = Server(runs["bt"], "--timeout-keep-alive", "1", "--timeout-header", "1", "--timeout-body", "1", log=tmp_path / "serve.log").wait()
+    addr = ("127.0.0.1", srv.port)
+    post = b"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    try:
+        with socket.create_connection(addr) as s:  # connects, never sends
+            assert _until_closed(s) == b""
+        with socket.create_connection(addr) as s:  # one request, then idle on the kept-alive connection
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            got = _until_closed(s)
+            assert got.startswith(b"HTTP/1.1 200 OK") and got.endswith(b'"status":"ok","model":"bt"}')
+        with socket.create_connection(addr) as s:  # stalls in the headers
+            s.sendall(b"POST /v1/score HTTP/1.1\r\nHost: x\r\n")
+            got = _until_closed(s)
+            assert got.startswith(b"HTTP/1.1 408 Request Timeout") and got.endswith(b"the request line and headers were not received within 1 s")
+        with socket.create_connection(addr) as s:  # stalls in the body
+            s.sendall(post + b'{"items": [')
+            got = _until_closed(s)
+            assert got.startswith(b"HTTP/1.1 408 Request Timeout") and b"connection: close" in got.lower()
+            assert json.loads(got.split(b"\r\n\r\n", 1)[1]) == {"detail": "the request body was not received within 1 s"}
+        with socket.create_connection(addr) as s:  # leaves mid-body
+            s.sendall(post + b'{"items": [')
+        deadline = time.time() + 60
+        while time.time() < deadline and 'status="499"' not in (text := httpx.get(srv.url + "/metrics").text):
+            time.sleep(0.05)
+        assert 'helpsteer_requests_total{route="/v1/score",status="499"} 1.0' in text
+        assert 'helpsteer_requests_total{route="/v1/score",status="408"} 1.0' in text
+        assert not re.search(r'status="5\d\d"', text), text
+        # the server still serves
+        assert httpx.post(srv.url + "/v1/score", json={"items": [ITEMS[0]]}).status_code == 200
+    finally:
+        srv.stop()
+    assert "Traceback" not in (tmp_path / "serve.log").read_text()

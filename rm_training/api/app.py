@@ -1,10 +1,11 @@
 """The scoring API: `create_app(settings)` builds the FastAPI app; the run is loaded once in the
 lifespan, requests are scored through the micro-batcher, and one ASGI guard in front of every
-route does authentication (Bearer keys, constant-time comparison), the body-size limit and the
-Prometheus request metrics. Run it with `helpsteer serve --model RUN`."""
+route does authentication (Bearer keys, constant-time comparison), the body-size limit, the body read
+timeout and the Prometheus request metrics. Run it with `helpsteer serve --model RUN`."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -15,6 +16,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry, disable_created_metrics, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -26,6 +28,11 @@ from .settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 OPEN_PATHS = {"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+# Swagger UI and ReDoc scripts, styles and favicon, served from the fastapi-offline package: /docs
+# and /redoc render with no network (FastAPI's defaults load them from a CDN)
+DOCS_ASSETS = "/docs-assets"
+# nginx's code for "client closed the request": counted so, not as a server error
+CLIENT_CLOSED = 499
 
 
 class Metrics:
@@ -50,7 +57,7 @@ def _reply(status: int, detail: str, headers: dict | None = None):
 
 
 class Guard:
-    """ASGI middleware: auth, body-size limit and request metrics for every HTTP route."""
+    """ASGI middleware: auth, body-size limit, body timeout and request metrics for every HTTP route."""
 
     def __init__(self, app, settings: Settings, metrics: Metrics, routes: set[str]):
         self.app, self.settings, self.metrics, self.routes = app, settings, metrics, routes
@@ -68,7 +75,7 @@ class Guard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path = scope["path"]
-        route = path if path in self.routes else "other"
+        route = path if path in self.routes else (DOCS_ASSETS if path.startswith(DOCS_ASSETS + "/") else "other")
         start = time.perf_counter()
         status = {"code": 500}
 
@@ -79,7 +86,8 @@ class Guard:
 
         try:
             headers = dict(scope.get("headers") or [])
-            if self.keys and path not in OPEN_PATHS and not self._authorised(headers):
+            open_path = path in OPEN_PATHS or path.startswith(DOCS_ASSETS + "/")
+            if self.keys and not open_path and not self._authorised(headers):
                 resp = _reply(401, "missing or wrong API key: send Authorization: Bearer <key>", {"WWW-Authenticate": "Bearer"})
                 return await resp(scope, receive, send_status)
             limit = self.settings.max_body_bytes
@@ -91,9 +99,15 @@ class Guard:
                 return await _reply(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")(scope, receive, send_status)
             # read the body here (it is small) so a chunked upload cannot exceed the limit either
             chunks, size, more = [], 0, True
+            deadline = time.monotonic() + self.settings.timeout_body
             while more:
-                msg = await receive()
-                if msg["type"] == "http.disconnect":
+                try:
+                    msg = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0))
+                except TimeoutError:  # a client that stalls mid-body must not hold the connection
+                    return await _reply(408, f"the request body was not received within {self.settings.timeout_body:g} s",
+                                        {"Connection": "close"})(scope, receive, send_status)
+                if msg["type"] == "http.disconnect":  # the client went away mid-body: nothing to answer
+                    status["code"] = CLIENT_CLOSED
                     return
                 chunk = msg.get("body", b"")
                 size += len(chunk)
@@ -173,9 +187,9 @@ def create_app(settings: Settings | None = None, scorer: Scorer | None = None) -
         finally:
             await batcher.stop()
 
-    app = FastAPI(title="helpsteer reward scoring API", version="1", lifespan=lifespan,
-                  description="Rewards, attribute scores, uncertainties, pairwise preferences and principle judgements from a "
-                              "reward model trained with `helpsteer train`; OpenRLHF's /get_reward protocol.")
+    app = FastAPIOffline(static_url=DOCS_ASSETS, title="helpsteer reward scoring API", version="1", lifespan=lifespan,
+                         description="Rewards, attribute scores, uncertainties, pairwise preferences and principle judgements from a "
+                                     "reward model trained with `helpsteer train`; OpenRLHF's /get_reward protocol.")
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):

@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     max_length: int = Field(0, ge=0, description="Truncation length in tokens; 0 = the run's training length.")
     device: str = Field("", description="torch device ('' = cuda when available, else cpu).")
     threads: int = Field(0, ge=0, description="torch intra-op threads (0 = torch's default).")
+    # connection timeouts, in seconds: a client that holds a connection without sending is cut off
+    timeout_keep_alive: float = Field(5.0, gt=0, description="Seconds an idle connection stays open, before its first request and between requests (uvicorn's default).")
+    timeout_header: float = Field(10.0, gt=0, description="Seconds from a request's first byte to the end of its headers (408 and close beyond: slow clients cannot hold connections).")
+    timeout_body: float = Field(30.0, gt=0, description="Seconds to receive the whole body once the headers are in (408 and close beyond); 30 s lets a 4 MB body (the default limit) arrive at 1.2 Mbit/s.")
 
     def keys(self) -> list[str]:
         return [k.strip() for k in self.api_key.split(",") if k.strip()]
