@@ -53,7 +53,8 @@ def pull_cmd(
     proj, report = pull(_env(url, "LABEL_STUDIO_URL"), _env(api_key, "LABEL_STUDIO_API_KEY"), project, workspace, name)
     src = report.sources[0]
     counts = ", ".join(f"{t} {n}" for t, n in report.tables.items() if n)
-    print(f"project {proj.id} -> dataset {name!r}: {src.records} tasks, {src.quarantined} quarantined ({counts})", file=sys.stderr)
+    parts = f", {src.quarantined_parts} annotations quarantined" if src.quarantined_parts else ""
+    print(f"project {proj.id} -> dataset {name!r}: {src.records} tasks, {src.quarantined} quarantined{parts} ({counts})", file=sys.stderr)
     for reason, n in list(src.reasons.items())[:5]:
         print(f"  quarantined {n}: {reason}", file=sys.stderr)
 

@@ -12,6 +12,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from helpsteer import store
 from helpsteer.errors import UsageError
@@ -111,8 +112,18 @@ def user_emails(client, url: str) -> dict[str, str]:
         return {str(u.id): u.email for u in client.users.list() if getattr(u, "email", None)}
 
 
+def project_source(url: str, project_id: int) -> str:
+    """What the manifest's `sources[].path` and quarantine's `source` call a pulled project: its
+    page on the server (any user:password@ in the URL left out), the same on every pull."""
+    parts = urlsplit(url.rstrip("/"))
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, netloc, f"{parts.path}/projects/{project_id}", "", ""))
+
+
 def pull(url: str, api_key: str, project_ref: str, workspace: Path, name: str, announce=None):
-    """Export every task of the project and mirror it into dataset NAME (replaced atomically)."""
+    """Export every task of the project and mirror it into dataset NAME (replaced atomically).
+    The export goes through a temporary file, but the dataset records the project's URL, so two
+    pulls of an unchanged project give byte-identical tables and quarantine."""
     from helpsteer.ingest import ingest
 
     store.check_name(name)
@@ -126,7 +137,8 @@ def pull(url: str, api_key: str, project_ref: str, workspace: Path, name: str, a
         path = tmp / f"label-studio-project-{project.id}.json"
         path.write_bytes(raw)
         shared = {"label_studio_users": users, "label_studio_config": project.label_config}
-        report = ingest([path], workspace, name, fmt="label-studio", mode="replace", shared=shared, announce=announce)
+        report = ingest([path], workspace, name, fmt="label-studio", mode="replace", shared=shared, announce=announce,
+                        source_names={path: project_source(url, project.id)})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return project, report

@@ -70,7 +70,7 @@ def ingest(
     report = run(paths, workspace, name, fmt=format, strict=strict, mode="append" if append else "replace" if replace else None,
                  drop_empty=drop_empty, announce=_err, mapping=mapping)
     for s in report.sources:
-        extra = " (truncated file)" if s.truncated else ""
+        extra = (f", and {s.quarantined_parts} parts of ingested records (annotations)" if s.quarantined_parts else "") + (" (truncated file)" if s.truncated else "")
         _err(f"{s.path}: {s.records} records, {s.ingested} ingested, {s.quarantined} quarantined{extra}")
         for w in s.warnings:
             _err(f"  warning: {w}")
@@ -80,7 +80,7 @@ def ingest(
         _err(f"skipped {len(report.skipped_files)} file(s) that no reader takes (listed above; --strict makes that an error)")
     counts = ", ".join(f"{t} {n}" for t, n in report.tables.items() if n)
     _err(f"dataset {name!r} -> {report.path} ({counts})")
-    if any(s.quarantined for s in report.sources):
+    if any(s.quarantined or s.quarantined_parts for s in report.sources):
         _err(f"quarantine: {report.path / 'quarantine.jsonl'}")
 
 

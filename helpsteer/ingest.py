@@ -37,6 +37,7 @@ class SourceReport:
     records: int = 0
     ingested: int = 0
     quarantined: int = 0
+    quarantined_parts: int = 0  # quarantine entries for parts of ingested records (one annotation of a task)
     truncated: bool = False
     warnings: list[str] = field(default_factory=list)
     reasons: dict[str, int] = field(default_factory=dict)
@@ -46,6 +47,8 @@ class SourceReport:
         d = {k: getattr(self, k) for k in ("path", "format", "sha256", "records", "ingested", "quarantined")}
         if self.mapping:
             d["mapping"] = self.mapping
+        if self.quarantined_parts:
+            d["quarantined_parts"] = self.quarantined_parts
         if self.truncated:
             d["truncated"] = True
         if self.warnings:
@@ -172,9 +175,12 @@ def ingest(
     shared: dict | None = None,
     announce=None,
     mapping: Mapping | None = None,
+    source_names: dict[Path, str] | None = None,
 ) -> IngestReport:
     """Ingest files into WS/datasets/NAME. mode: None (must not exist), 'append' or 'replace'.
-    mapping: a parsed --map (helpsteer.formats.mapped.parse_map) that reads every file."""
+    mapping: a parsed --map (helpsteer.formats.mapped.parse_map) that reads every file.
+    source_names: what the manifest and quarantine call a file instead of its path (annotate pull
+    reads a temporary file and records the project's URL, so two pulls give the same dataset)."""
     workspace = Path(workspace)
     store.check_name(name)
     exists = store.exists(workspace, name)
@@ -220,7 +226,7 @@ def ingest(
     staging = store.new_staging(workspace, name)
     try:
         report = _run(plan, staging, name, strict=strict, drop_empty=drop_empty, shared=shared or {}, workspace=workspace,
-                      old=old_manifest, announce=announce, mapping=mapping, skipped_files=skipped_files)
+                      old=old_manifest, announce=announce, mapping=mapping, skipped_files=skipped_files, source_names=source_names)
         report.skipped = skipped
         report.skipped_files = skipped_files
         if old_manifest is None and sum(s.ingested for s in report.sources) == 0:
@@ -238,7 +244,7 @@ def ingest(
 
 
 def _run(plan, staging: Path, name: str, *, strict: bool, drop_empty: bool, shared: dict, workspace: Path, old: dict | None, announce,
-         mapping: Mapping | None = None, skipped_files: list | None = None) -> IngestReport:
+         mapping: Mapping | None = None, skipped_files: list | None = None, source_names: dict | None = None) -> IngestReport:
     sink = _TableSink(staging)
     seen_responses: set[str] = set()
     if old is not None:
@@ -247,7 +253,7 @@ def _run(plan, staging: Path, name: str, *, strict: bool, drop_empty: bool, shar
     reports: list[SourceReport] = []
     try:
         for path, fmt, sha in plan:
-            rep = SourceReport(path=str(path), format=fmt.name, sha256=sha, mapping=mapping.manifest() if mapping is not None else None)
+            rep = SourceReport(path=(source_names or {}).get(path, str(path)), format=fmt.name, sha256=sha, mapping=mapping.manifest() if mapping is not None else None)
             reports.append(rep)
             state = SourceState(path)
             ctx = Ctx(source=path.name, fmt=fmt.user_name, split=split_from_name(path), shared=shared, drop_empty=drop_empty, path=path)
@@ -311,12 +317,18 @@ def _progress(path: Path):
     return tqdm(desc=path.name, unit="rec", file=sys.stderr, leave=False)
 
 
-def _quarantine(fh, rep: SourceReport, line: int, reason: str, record, strict: bool) -> None:
+def _quarantine(fh, rep: SourceReport, line: int, reason: str, record, strict: bool, part: bool = False) -> None:
+    """One quarantine.jsonl entry; part=True: a part of a record whose other rows were ingested
+    (the entry says `"part": true` and counts in quarantined_parts, not in quarantined)."""
     if strict:
         raise UsageError(f"{rep.path}:{line}: {reason} (--strict: nothing was written)")
-    fh.write(orjson.dumps({"source": rep.path, "line": line, "reason": reason, "record": record}, default=str, option=orjson.OPT_NON_STR_KEYS))
+    entry = {"source": rep.path, "line": line, "reason": reason, "record": record, **({"part": True} if part else {})}
+    fh.write(orjson.dumps(entry, default=str, option=orjson.OPT_NON_STR_KEYS))
     fh.write(b"\n")
-    rep.quarantined += 1
+    if part:
+        rep.quarantined_parts += 1
+    else:
+        rep.quarantined += 1
     key = reason.split(", got")[0].split(" of line")[0][:100]
     rep.reasons[key] = rep.reasons.get(key, 0) + 1
 
@@ -355,6 +367,9 @@ def _ingest_chunk(chunk: Chunk, fmt: Format, ctx: Ctx, rep: SourceReport, sink: 
                 bad_lines.add(line)
                 rejected.append(line)
                 _quarantine(qfh, rep, line, "empty response (--drop-empty)", chunk.record(line), strict)
+    for line, reason, part in sorted(res.parts, key=lambda p: p[0]):  # parts of records kept: their other rows are ingested
+        if line not in bad_lines:
+            _quarantine(qfh, rep, line, reason, part, strict, part=True)
     for table, df in res.tables.items():
         if rejected:
             df = df.filter(~pl.col("_line").is_in(rejected))

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import logging
+import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -490,6 +491,16 @@ def _iter_json_array(data: bytes) -> Iterator[tuple[object, int]]:
         i += 1
         try:
             rec, end = dec.raw_decode(text, pos)
+        except RecursionError:  # nested deeper than Python's parser goes: skip the element by its brackets
+            end = _skip_nested(text, pos)
+            if end is None:
+                yield BadRecord(i, f"invalid JSON at element {i}: nested too deep (depth limit exceeded) and never closed; the rest of the file is unreadable", text[pos : pos + 2000]), i
+                return
+            yield BadRecord(i, f"invalid JSON at element {i}: nested too deep (depth limit exceeded)", text[pos : min(end, pos + 2000)]), i
+            pos = _skip_ws(text, end)
+            if text.startswith(",", pos):
+                pos += 1
+            continue
         except json.JSONDecodeError as e:
             yield BadRecord(i, f"invalid JSON at element {i} (char {e.pos}): {e.msg}; the rest of the file is unreadable", text[pos : pos + 2000]), i
             return
@@ -500,6 +511,24 @@ def _iter_json_array(data: bytes) -> Iterator[tuple[object, int]]:
         elif not text.startswith("]", pos):
             yield BadRecord(i + 1, f"invalid JSON after element {i} (char {pos}): expected ',' or ']'; the rest of the file is unreadable", text[pos : pos + 2000]), i + 1
             return
+
+
+_JSON_BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')  # a string (skipped whole) or a bracket
+
+
+def _skip_nested(text: str, pos: int) -> int | None:
+    """End of the array or object that starts at pos, by counting brackets outside strings (no
+    recursion, so any depth); None when it is never closed."""
+    depth = 0
+    for m in _JSON_BRACKETS.finditer(text, pos):
+        t = m.group()
+        if t in ("[", "{"):
+            depth += 1
+        elif t in ("]", "}"):
+            depth -= 1
+            if depth == 0:
+                return m.end()
+    return None
 
 
 def _skip_ws(text: str, pos: int) -> int:

@@ -14,10 +14,13 @@ from ..schema import CONTEXT, TABLES, conform_table
 @dataclass
 class Result:
     """Canonical rows from one chunk. Every table frame carries `_line`, the input line it came
-    from; `rejects` holds (`_line`, `reason`) for records that must go to quarantine."""
+    from; `rejects` holds (`_line`, `reason`) for records that must go to quarantine. `parts` holds
+    (line, reason, part) for a part of a record that goes to quarantine while the record's other
+    rows are kept (one Label Studio annotation of a task whose other annotations are valid)."""
 
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)
     rejects: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema={"_line": pl.Int64, "reason": pl.String}))
+    parts: list[tuple[int, str, object]] = field(default_factory=list)
 
     def add(self, table: str, df: pl.DataFrame) -> None:
         df = conform_table(table, df).with_columns(df["_line"].cast(pl.Int64)) if "_line" in df.columns else df
@@ -148,6 +151,7 @@ class RowBuilder:
         self.rows: dict[str, list[dict]] = {t: [] for t in TABLES}
         self.bad_lines: list[int] = []
         self.bad_reasons: list[str] = []
+        self.bad_parts: list[tuple[int, str, object]] = []
 
     def response(self, context: list[dict], text: str, line: int, **meta) -> tuple[str, str]:
         from ..ids import context_key, stable_hash
@@ -171,8 +175,12 @@ class RowBuilder:
         self.bad_lines.append(line)
         self.bad_reasons.append(reason)
 
+    def reject_part(self, line: int, reason: str, part: object) -> None:
+        """Quarantine one part of the record on `line` (its rows must not have been added), keeping the rest."""
+        self.bad_parts.append((line, reason, part))
+
     def result(self) -> Result:
-        res = Result()
+        res = Result(parts=list(self.bad_parts))
         for table, rows in self.rows.items():
             if rows:
                 schema = {**TABLES[table], "_line": pl.Int64}

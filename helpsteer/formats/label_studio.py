@@ -7,7 +7,11 @@ attribute named after its `from_name`; `preference` is a strength in -3..3 (nega
 `justification` is its text; `feedback` a free-text feedback; `fulfilment` a Yes/No principle
 label. Cancelled annotations are skipped; of an annotator's several annotations of one task the
 latest (updated_at, then id) is kept. Task `data` holds `prompt` or `messages`, and `response`
-or `response_a` + `response_b`."""
+or `response_a` + `response_b`.
+
+A task whose data is unusable is quarantined whole; an invalid annotation (a value out of range,
+a result that does not fit the labeling config) quarantines only that annotation: the task's
+responses and the other annotators' labels are ingested (a `"part": true` quarantine entry)."""
 
 from __future__ import annotations
 
@@ -62,7 +66,8 @@ def annotator_id(completed_by, users: dict) -> str:
     if isinstance(completed_by, str) and "@" in completed_by:
         return completed_by
     key = str(completed_by)
-    return users.get(key) or users.get(completed_by) or f"label-studio:{key}"
+    same = users.get(completed_by) if isinstance(completed_by, (int, str)) else None  # a hostile export may give an object
+    return users.get(key) or same or f"label-studio:{key}"
 
 
 def _values(from_name: str, value) -> dict:
@@ -88,17 +93,24 @@ def _values(from_name: str, value) -> dict:
     return {}
 
 
-def _emit(b: RowBuilder, line: int, data: dict, annotator: str, fields: dict[str, dict], task_key: str) -> None:
-    """Rows for one annotator's (latest) annotation of one task."""
+def _task(b: RowBuilder, line: int, data: dict) -> tuple:
+    """The task's response rows; (pair, response id or (a id, b id), prompt id)."""
     context = _context(data)
-    pair = "response_a" in data and "response_b" in data
-    if pair:
+    if "response_a" in data and "response_b" in data:
         a_id, pid = b.response(context, str(data["response_a"]), line)
         b_id, _ = b.response(context, str(data["response_b"]), line)
-    elif isinstance(data.get("response"), str):
+        return True, (a_id, b_id), pid
+    if isinstance(data.get("response"), str):
         rid, pid = b.response(context, data["response"], line)
-    else:
-        raise AnnotationError("field 'data': needs 'response', or 'response_a' and 'response_b'")
+        return False, rid, pid
+    raise AnnotationError("field 'data': needs 'response', or 'response_a' and 'response_b'")
+
+
+def _emit(b: RowBuilder, line: int, data: dict, annotator: str, fields: dict[str, dict], task_key: str, task: tuple | None = None) -> None:
+    """Rows for one annotator's (latest) annotation of one task (and the task's responses unless given)."""
+    pair, ids, pid = task or _task(b, line, data)
+    a_id, b_id = ids if pair else (None, None)
+    rid = None if pair else ids
     justification = fields.get("justification", {}).get("text")
     for name, v in fields.items():
         if name in _TEXT_FIELDS:
@@ -111,7 +123,7 @@ def _emit(b: RowBuilder, line: int, data: dict, annotator: str, fields: dict[str
         if name == "preference":
             s = _number(choice)
             if s is None or s != round(s) or abs(s) > 3:
-                raise AnnotationError(f"result 'preference' of {annotator}: choice {choice!r} is not an integer in -3..3")
+                raise AnnotationError(f"result 'preference': choice {choice!r} is not an integer in -3..3")
             if not pair:
                 raise AnnotationError("result 'preference' on a task without response_a/response_b")
             b.add("preferences", line, pair_id=str(data.get("pair_id") or f"label-studio:{task_key}"), prompt_id=pid,
@@ -119,34 +131,43 @@ def _emit(b: RowBuilder, line: int, data: dict, annotator: str, fields: dict[str
         elif name in _PRINCIPLE_FIELDS:
             label = _YES_NO.get(choice.strip().lower())
             if label is None:
-                raise AnnotationError(f"result '{name}' of {annotator}: expected Yes or No, got {choice!r}")
+                raise AnnotationError(f"result '{name}': expected Yes or No, got {choice!r}")
             if pair or not isinstance(data.get("principle"), str):
                 raise AnnotationError(f"result '{name}': a principle task needs 'response' and 'principle' in data")
             b.add("principles", line, response_id=rid, annotator_id=annotator, principle=data["principle"], fulfilment=label)
         else:
             s = _number(choice)
-            if s is None:
+            if s is None and name not in RATING_RANGES:
                 continue  # a non-numeric Choices (a category tag): not a rating
             lo, hi = RATING_RANGES.get(name, (-math.inf, math.inf))
-            if not (lo <= s <= hi):
-                raise AnnotationError(f"result '{name}' of {annotator}: choice {choice!r} is out of range {lo}..{hi}")
+            if s is None or not (lo <= s <= hi):
+                raise AnnotationError(f"result '{name}': choice {choice!r} is out of range {lo}..{hi}")
             if pair:
                 raise AnnotationError(f"result '{name}': a rating on a pairwise task")
             b.add("ratings", line, response_id=rid, annotator_id=annotator, attribute=name, score=s)
 
 
-def _latest(annotations: list[dict]) -> dict[str, dict]:
-    """Per annotator key, the latest non-cancelled annotation."""
+def _int_id(v) -> int:
+    """An id for ordering: ints as they are, anything else (missing, text, an object) 0."""
+    return v if isinstance(v, int) and not isinstance(v, bool) else 0
+
+
+def _latest(annotations: list) -> tuple[dict[str, dict], list[tuple[int, object]]]:
+    """Per annotator key, the latest non-cancelled annotation; and the (position, entry) of entries that are no object."""
     keep: dict[str, tuple] = {}
-    for ann in annotations:
-        if not isinstance(ann, dict) or ann.get("was_cancelled"):
+    bad: list[tuple[int, object]] = []
+    for k, ann in enumerate(annotations, start=1):
+        if not isinstance(ann, dict):
+            bad.append((k, ann))
+            continue
+        if ann.get("was_cancelled"):
             continue
         who = ann.get("completed_by")
         key = str(who.get("email") or who.get("id")) if isinstance(who, dict) else str(who)
-        rank = (str(ann.get("updated_at") or ann.get("created_at") or ""), ann.get("id") or 0)
+        rank = (str(ann.get("updated_at") or ann.get("created_at") or ""), _int_id(ann.get("id")))
         if key not in keep or rank >= keep[key][0]:
             keep[key] = (rank, ann)
-    return {k: v[1] for k, v in keep.items()}
+    return {k: v[1] for k, v in keep.items()}, bad
 
 
 def _interface(ctx: Ctx):
@@ -161,9 +182,37 @@ def _interface(ctx: Ctx):
     return ctx.shared["_label_interface"]
 
 
-def _check(li, ann: dict) -> None:
-    if li is not None and not li.validate_annotation({"result": ann.get("result") or []}):
-        raise AnnotationError(f"annotation {ann.get('id')} does not fit the project's labeling config (a value outside its choices?)")
+def _check(li, results: list[dict]) -> None:
+    """Each result against the project's labeling config (the server itself accepts any value)."""
+    if li is None:
+        return
+    for item in results:
+        try:
+            fits = li.validate_annotation({"result": [item]})
+        except Exception:  # noqa: BLE001 - the SDK's validators may raise on shapes they do not expect: it does not fit
+            fits = False
+        if not fits:
+            name = item["from_name"]
+            control = next((c for c in li.controls if c.name == name), None)
+            allowed = getattr(control, "labels", None)
+            what = f"allowed: {', '.join(map(str, allowed))}" if allowed else "it has no such control" if control is None else "invalid there"
+            raise AnnotationError(f"result '{name}': value {item.get('value')!r} does not fit the project's labeling config ({what})")
+
+
+def _fields(ann: dict) -> tuple[list[dict], dict[str, dict]]:
+    """An annotation's results and {from_name: {'choice'|'text': str}}."""
+    results = ann.get("result") or []
+    if not isinstance(results, list):
+        raise AnnotationError(f"field 'result': expected a list, got {type(results).__name__}")
+    fields: dict[str, dict] = {}
+    for k, item in enumerate(results, start=1):
+        if not isinstance(item, dict) or "from_name" not in item:
+            raise AnnotationError(f"field 'result' (item {k}): each result needs 'from_name' and 'value'")
+        name = item["from_name"]
+        if not isinstance(name, str):
+            raise AnnotationError(f"field 'result.from_name' (item {k}): expected the name of a control (a string), got {name!r}")
+        fields[name] = _values(name, item.get("value"))
+    return results, fields
 
 
 def _norm_json(df: pl.DataFrame, ctx: Ctx) -> Result:
@@ -181,21 +230,25 @@ def _norm_json(df: pl.DataFrame, ctx: Ctx) -> Result:
         task_key = str(data.get("item_id") or r["id"] or line)
         mark = _mark(b)
         try:
-            latest = _latest(anns or [])
-            if not latest:
-                # an unannotated task still carries its responses
-                _emit(b, line, data, "", {}, task_key)
-            for _, ann in sorted(latest.items()):
-                _check(li, ann)
-                fields: dict[str, dict] = {}
-                for item in ann.get("result") or []:
-                    if not isinstance(item, dict) or "from_name" not in item:
-                        raise AnnotationError("field 'annotations.result': each result needs 'from_name' and 'value'")
-                    fields[item["from_name"]] = _values(item["from_name"], item.get("value"))
-                _emit(b, line, data, annotator_id(ann.get("completed_by"), users), fields, task_key)
+            task = _task(b, line, data)  # an unannotated task still carries its responses
         except AnnotationError as e:
             _undo(b, mark)
             b.reject(line, f"task {task_key}: {e}")
+            continue
+        latest, bad = _latest(anns or [])
+        for k, entry in bad:
+            b.reject_part(line, f"task {task_key}, annotation {k} of the task: expected an object, got {type(entry).__name__}", entry)
+        # each annotation stands alone: an invalid one is quarantined, the others are kept
+        for _, ann in sorted(latest.items()):
+            who = annotator_id(ann.get("completed_by"), users)
+            mark = _mark(b)
+            try:
+                results, fields = _fields(ann)
+                _emit(b, line, data, who, fields, task_key, task)
+                _check(li, results)
+            except AnnotationError as e:
+                _undo(b, mark)
+                b.reject_part(line, f"task {task_key}, annotation {ann.get('id')!r} by {who}: {e}", ann)
     return b.result()
 
 
@@ -207,7 +260,7 @@ def _norm_min(df: pl.DataFrame, ctx: Ctx) -> Result:
     latest: dict[tuple, tuple] = {}
     for line, rec in rows:
         key = (str(rec.get("item_id") or rec.get("id")), str(rec.get("annotator")))
-        rank = (str(rec.get("updated_at") or rec.get("created_at") or ""), rec.get("annotation_id") or 0)
+        rank = (str(rec.get("updated_at") or rec.get("created_at") or ""), _int_id(rec.get("annotation_id")))
         if key not in latest or rank >= latest[key][0]:
             latest[key] = (rank, line, rec)
     kept = {v[1] for v in latest.values()}
@@ -217,13 +270,14 @@ def _norm_min(df: pl.DataFrame, ctx: Ctx) -> Result:
             b.reject(line, f"task {task_key}: superseded by a later annotation of the same annotator")
             continue
         mark = _mark(b)
+        who = annotator_id(rec.get("annotator"), users)
         try:
             fields = {k: _values(k, v) for k, v in rec.items() if k not in _MIN_META and k not in _DATA_KEYS}
             data = {k: v for k, v in rec.items() if k in _DATA_KEYS}
-            _emit(b, line, data, annotator_id(rec.get("annotator"), users), fields, task_key)
+            _emit(b, line, data, who, fields, task_key)
         except AnnotationError as e:
             _undo(b, mark)
-            b.reject(line, f"task {task_key}: {e}")
+            b.reject(line, f"task {task_key}, annotation {rec.get('annotation_id')!r} by {who}: {e}")
     return b.result()
 
 
