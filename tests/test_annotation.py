@@ -265,6 +265,21 @@ def test_out_of_range_annotation_quarantines_only_that_annotation(ws, tmp_path, 
         f"error: {f}:1: task r1, annotation 12 by {EMAILS[1]}: result 'helpfulness': choice '7' is out of range 0..4 (--strict: nothing was written)")
     assert not (ws / "datasets" / "strict").exists()
 
+    # the same in a JSON_MIN export (one element per annotation)
+    mini = [{"id": 1, "item_id": "r1", "prompt": "Q", "response": "A", "helpfulness": "3", "annotator": EMAILS[0], "annotation_id": 11},
+            {"id": 1, "item_id": "r1", "prompt": "Q", "response": "A", "helpfulness": "7", "annotator": EMAILS[1], "annotation_id": 12},
+            {"id": 2, "item_id": "r2", "prompt": "Q", "response": "B", "helpfulness": "x", "annotator": EMAILS[1], "annotation_id": 21}]
+    g = tmp_path / "min.json"
+    g.write_text(json.dumps(mini))
+    assert run_cli("ingest", g, "--workspace", ws, "--name", "lsmin", "--format", "label-studio") == 0
+    assert sorted(table(ws, "lsmin", "responses")["response"]) == ["A", "B"]
+    assert table(ws, "lsmin", "ratings").select("annotator_id", "attribute", "score").rows() == [(EMAILS[0], "helpfulness", 3.0)]
+    assert [(e["line"], e["reason"], e["record"], e["part"]) for e in quarantine(ws, "lsmin")] == [
+        (2, f"task r1, annotation 12 by {EMAILS[1]}: result 'helpfulness': choice '7' is out of range 0..4", mini[1], True),
+        (3, f"task r2, annotation 21 by {EMAILS[1]}: result 'helpfulness': choice 'x' is out of range 0..4", mini[2], True)]
+    src = manifest(ws, "lsmin")["sources"][0]
+    assert (src["records"], src["ingested"], src["quarantined"], src["quarantined_parts"]) == (3, 3, 0, 2)
+
 
 def test_from_name_object_and_non_object_annotation_are_quarantined(ws, tmp_path):
     """Issue 19 point 4: a result whose from_name is an object (today a TypeError traceback) and an

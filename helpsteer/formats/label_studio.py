@@ -269,15 +269,23 @@ def _norm_min(df: pl.DataFrame, ctx: Ctx) -> Result:
         if line not in kept:
             b.reject(line, f"task {task_key}: superseded by a later annotation of the same annotator")
             continue
+        data = {k: v for k, v in rec.items() if k in _DATA_KEYS}
         mark = _mark(b)
-        who = annotator_id(rec.get("annotator"), users)
         try:
-            fields = {k: _values(k, v) for k, v in rec.items() if k not in _MIN_META and k not in _DATA_KEYS}
-            data = {k: v for k, v in rec.items() if k in _DATA_KEYS}
-            _emit(b, line, data, who, fields, task_key)
+            task = _task(b, line, data)
         except AnnotationError as e:
             _undo(b, mark)
-            b.reject(line, f"task {task_key}, annotation {rec.get('annotation_id')!r} by {who}: {e}")
+            b.reject(line, f"task {task_key}: {e}")
+            continue
+        # an invalid annotation quarantines itself, as in the JSON export: the task's responses stay
+        who = annotator_id(rec.get("annotator"), users)
+        mark = _mark(b)
+        try:
+            fields = {k: _values(k, v) for k, v in rec.items() if k not in _MIN_META and k not in _DATA_KEYS}
+            _emit(b, line, data, who, fields, task_key, task)
+        except AnnotationError as e:
+            _undo(b, mark)
+            b.reject_part(line, f"task {task_key}, annotation {rec.get('annotation_id')!r} by {who}: {e}", rec)
     return b.result()
 
 
