@@ -147,18 +147,22 @@ def test_preference_round_trip_and_invalid_choice(server, ws, tmp_path, capsys, 
     for n, task in enumerate(tasks):
         for u, email in enumerate(EMAILS):
             s = str((n + 2 * u) % 7 - 3) if not (n == 2 and u == 2) else "7"  # one out-of-range choice
+            if n == 0 and u == 1:
+                s = "2.0"  # a number, but not one of the config's choices: only the labeling config catches it
             text = f"{email} on {task.data['pair_id']}"
             ann = ls.annotations.create(id=task.id, completed_by=server.users[email], result=[
                 {"from_name": "preference", "to_name": "response_a", "type": "choices", "value": {"choices": [s]}},
                 {"from_name": "justification", "to_name": "response_a", "type": "textarea", "value": {"text": [text]}}])
             if s == "7":
                 bad = (ann.id, task.data["item_id"])
+            elif s == "2.0":
+                off_config = (ann.id, task.data["item_id"])
             else:  # issue 19 point 14: the other two annotations of the task with the bad one are kept
                 expected.add((task.data["pair_id"], email, float(s), text))
-    assert len(expected) == 8
+    assert len(expected) == 7
     rc, _, err = _hs(["annotate", "pull", "--project", str(pid), "--workspace", ws, "--name", "prefs-pulled"], capsys)
     assert rc == 0, err
-    assert f"project {pid} -> dataset 'prefs-pulled': 3 tasks, 0 quarantined, 1 annotations quarantined (responses 6, preferences 8)" in err
+    assert f"project {pid} -> dataset 'prefs-pulled': 3 tasks, 0 quarantined, 2 annotations quarantined (responses 6, preferences 7)" in err
     p = pl.read_parquet(ws / "datasets" / "prefs-pulled" / "preferences.parquet")
     assert set(p.select("pair_id", "annotator_id", "strength", "justification").iter_rows()) == expected
     orig_pairs = set(pl.read_parquet(ws / "datasets" / "prefs" / "preferences.parquet")["pair_id"])
@@ -168,9 +172,11 @@ def test_preference_round_trip_and_invalid_choice(server, ws, tmp_path, capsys, 
     source = f"{server.url}/projects/{pid}"  # issue 19 point 15: the project, not the temporary export file
     q = quarantine(ws, "prefs-pulled")
     assert [(e["source"], e["line"], e["reason"], e["record"]["id"], e["part"]) for e in q] == [
+        (source, 1, f"task {off_config[1]}, annotation {off_config[0]} by {EMAILS[1]}: result 'preference': value {{'choices': ['2.0']}} does not fit "
+                    "the project's labeling config (allowed: -3, -2, -1, 0, 1, 2, 3)", off_config[0], True),
         (source, 3, f"task {bad[1]}, annotation {bad[0]} by {EMAILS[2]}: result 'preference': choice '7' is not an integer in -3..3", bad[0], True)]
     src = manifest(ws, "prefs-pulled")["sources"][0]
-    assert (src["path"], src["records"], src["ingested"], src["quarantined"], src["quarantined_parts"]) == (source, 3, 3, 0, 1)
+    assert (src["path"], src["records"], src["ingested"], src["quarantined"], src["quarantined_parts"]) == (source, 3, 3, 0, 2)
     assert run_cli("analyze", "--workspace", ws, "--name", "prefs-pulled", "--bootstrap", "20") == 0
 
     # issue 19 point 15: a second pull of the unchanged project gives byte-identical tables and quarantine
