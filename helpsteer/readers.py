@@ -4,7 +4,13 @@
 Structural problems (undecodable bytes, invalid JSON, wrong types, a truncated gzip) become
 `BadRecord`s here; meaning-level checks belong to the format readers in helpsteer/formats/.
 JSON Lines take a fast path: polars parses a whole chunk, and only lines that polars could
-have coerced silently (a number or boolean where a string belongs) are re-checked one by one."""
+have coerced silently (a number or boolean where a string belongs) or read differently (a key
+given twice: polars keeps the first, orjson the last) are re-checked one by one.
+
+Hostile input gets one rule per case on every path: a leading UTF-8 byte order mark is dropped; a
+key given twice in one JSON object keeps its last value (as orjson and Python's json do); a JSON
+Lines line or a CSV field longer than `max_line_bytes()` is quarantined; a file that cannot be read
+at all (I/O error, corrupt parquet) is one UsageError line."""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import csv
 import io
 import json
 import logging
+import os
 import re
 import zlib
 from dataclasses import dataclass, field
@@ -29,6 +36,32 @@ log = logging.getLogger(__name__)
 CHUNK_BYTES = 8 << 20  # JSON Lines chunk size: bounds memory whatever the file size
 INFER_ROWS = 1000  # rows polars infers a chunk's schema from (a mismatch later re-parses with all)
 CHUNK_ROWS = 50_000  # rows per chunk for the other containers
+MAX_LINE_BYTES = 32 << 20  # default longest JSON Lines line / CSV field (HELPSTEER_MAX_LINE_BYTES overrides)
+BOM = b"\xef\xbb\xbf"  # UTF-8 byte order mark, dropped from the start of a file
+_SHOWN = 2000  # characters of an unreadable record kept in quarantine.jsonl
+
+
+def max_line_bytes() -> int:
+    """Longest JSON Lines line and CSV field read, in bytes: longer ones are quarantined without
+    being held whole in memory. HELPSTEER_MAX_LINE_BYTES overrides the 32 MiB default."""
+    raw = os.environ.get("HELPSTEER_MAX_LINE_BYTES")
+    if raw is None:
+        return MAX_LINE_BYTES
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise UsageError(f"HELPSTEER_MAX_LINE_BYTES={raw!r}: must be a positive whole number of bytes (default {MAX_LINE_BYTES})")
+    return value
+
+
+def _overlong_reason(limit: int) -> str:
+    return f"line longer than {limit} bytes (HELPSTEER_MAX_LINE_BYTES); not read"
+
+
+def _unreadable(path: Path, e: OSError) -> UsageError:
+    return UsageError(f"{path}: unreadable file ({e.strerror or e})")
 
 
 @dataclass
@@ -81,13 +114,13 @@ def container_of(path: Path) -> str:
     if name.endswith((".jsonl", ".ndjson")):
         return "jsonl"
     if name.endswith(".json"):
-        head = _head_bytes(path, 4096).lstrip()
+        head = _head_bytes(path, 4096).removeprefix(BOM).lstrip()
         return "json" if head.startswith(b"[") else "jsonl"
     if name.endswith((".csv", ".tsv")):
         return "csv"
     if name.endswith(".parquet"):
         return "parquet"
-    head = _head_bytes(path, 4096).lstrip()
+    head = _head_bytes(path, 4096).removeprefix(BOM).lstrip()
     if head.startswith(b"["):
         return "json"
     if head.startswith(b"{"):
@@ -173,11 +206,11 @@ def _head_bytes(path: Path, n: int) -> bytes:
 def read_all_bytes(path: Path, state: SourceState) -> bytes:
     """Whole file, gunzipped; a truncated gzip yields what was readable and marks the state."""
     if not _is_gzip(path):
-        return path.read_bytes()
+        return path.read_bytes().removeprefix(BOM)
     with _open_binary(path, state) as f:
         data = f.read()
     _note_truncation(state)
-    return data
+    return data.removeprefix(BOM)
 
 
 # --- sampling for format detection -------------------------------------------------------------
@@ -188,16 +221,24 @@ def sample_records(path: Path, n: int = 50) -> list[dict]:
 
 def sample_lines(path: Path, n: int = 50) -> list[tuple[int, dict]]:
     """(1-based line, record) for up to n parseable records from the start of the file; lines as
-    in quarantine.jsonl (file line, CSV header = 1, JSON array element, parquet row)."""
+    in quarantine.jsonl (file line, CSV header = 1, JSON array element, parquet row). A file that
+    cannot be read at all is a UsageError naming it."""
+    try:
+        return _sample_lines(path, n)
+    except OSError as e:
+        raise _unreadable(path, e) from None
+
+
+def _sample_lines(path: Path, n: int) -> list[tuple[int, dict]]:
     kind = container_of(path)
     out: list[tuple[int, dict]] = []
     if kind == "jsonl":
         with _open_binary(path) as f:
             try:
-                for ln, raw in enumerate(f, start=1):
+                for ln, raw in _bounded_lines(f, max_line_bytes()):
                     if len(out) >= n:
                         break
-                    raw = raw.strip()
+                    raw = raw.strip() if raw is not None else b""  # None: a line too long to sample
                     if not raw:
                         continue
                     try:
@@ -206,7 +247,7 @@ def sample_lines(path: Path, n: int = 50) -> list[tuple[int, dict]]:
                         continue
                     if isinstance(rec, dict):
                         out.append((ln, rec))
-            except (EOFError, OSError, zlib.error):
+            except (EOFError, zlib.error):
                 pass
     elif kind == "json":
         state = SourceState(path)
@@ -216,14 +257,19 @@ def sample_lines(path: Path, n: int = 50) -> list[tuple[int, dict]]:
             if len(out) >= n:
                 break
     elif kind == "csv":
+        _csv_limit()
         with _open_text(path) as f:
             reader = csv.DictReader(f, delimiter=_delimiter(path))
-            for i, row in enumerate(reader):
-                if i >= n:
+            for _ in range(n):
+                try:
+                    row = next(reader)
+                except StopIteration:
                     break
+                except csv.Error:  # e.g. a field over the limit: the reader quarantines it later
+                    continue
                 out.append((reader.line_num, {k: (None if v == "" else v) for k, v in row.items() if k is not None}))
     elif kind == "parquet":
-        out = list(enumerate(pl.read_parquet(path, n_rows=n).to_dicts(), start=1))
+        out = list(enumerate(_read_parquet(path, n_rows=n).to_dicts(), start=1))
     elif kind == "hf":
         for _, frame in _hf_frames(path):
             out = list(enumerate(frame.head(n).to_dicts(), start=1))
@@ -231,8 +277,51 @@ def sample_lines(path: Path, n: int = 50) -> list[tuple[int, dict]]:
     return out
 
 
+def _bounded_lines(f, limit: int) -> Iterator[tuple[int, bytes | None]]:
+    """(1-based line, bytes) of a binary file, the first line without its BOM; a line longer than
+    `limit` bytes comes as None, read past in 1 MiB pieces and never held whole."""
+    ln = 0
+    while True:
+        raw = f.readline(limit + 1)
+        if not raw:
+            return
+        if ln == 0:
+            raw = raw.removeprefix(BOM)
+        ln += 1
+        if len(raw) > limit and not raw.endswith(b"\n"):
+            while (more := f.readline(1 << 20)) and not more.endswith(b"\n"):
+                pass
+            yield ln, None
+        else:
+            yield ln, raw
+
+
+def _read_parquet(path: Path, n_rows: int | None = None) -> pl.DataFrame:
+    try:
+        return pl.read_parquet(path, n_rows=n_rows)
+    except (pl.exceptions.PolarsError, OSError) as e:  # truncated, corrupt, or not parquet at all
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(f"{path}: not a readable parquet file ({first})") from None
+
+
+def _csv_limit() -> int:
+    """Raise the csv module's 128 KiB field limit to max_line_bytes() (characters)."""
+    limit = max_line_bytes()
+    csv.field_size_limit(limit)
+    return limit
+
+
 # --- chunk iteration ---------------------------------------------------------------------------
 def iter_chunks(path: Path, spec: dict, state: SourceState, *, fast: bool = True) -> Iterator[Chunk]:
+    """Typed chunks of one file; a file that cannot be read (an I/O error, a corrupt parquet file)
+    is a UsageError naming it."""
+    try:
+        yield from _iter_chunks(path, spec, state, fast=fast)
+    except OSError as e:
+        raise _unreadable(path, e) from None
+
+
+def _iter_chunks(path: Path, spec: dict, state: SourceState, *, fast: bool) -> Iterator[Chunk]:
     kind = container_of(path)
     if kind == "jsonl":
         yield from _jsonl_chunks(path, spec, state, fast=fast and not any(t is JSON for t in spec.values()))
@@ -242,7 +331,7 @@ def iter_chunks(path: Path, spec: dict, state: SourceState, *, fast: bool = True
     elif kind == "csv":
         yield from _csv_chunks(path, spec, state)
     elif kind == "parquet":
-        yield from _frame_chunks(pl.read_parquet(path), spec, state, split=None)
+        yield from _frame_chunks(_read_parquet(path), spec, state, split=None)
     elif kind == "hf":
         for split, frame in _hf_frames(path):
             yield from _frame_chunks(frame, spec, state, split=split)
@@ -270,39 +359,82 @@ def _jsonl_chunks(path: Path, spec: dict, state: SourceState, *, fast: bool) -> 
     suspect_re = (
         r'"(?:' + "|".join(sorted(_re_escape(s) for s in strings)) + r')"\s*:\s*[^"\sn]' if strings else None
     )
+    dup_res = _duplicate_key_patterns(spec) if fast else []
+    limit = max_line_bytes()
+    overlong = _overlong_reason(limit)
     line_no = 0
     rest = b""
+    skipping: bytes | None = None  # the start of a line longer than `limit`, read past until its end
+    first = True
     f = _open_binary(path, state)
     try:
         while True:
             eof = False
             block = f.read(CHUNK_BYTES)
+            if first:
+                block, first = block.removeprefix(BOM), False
             if not block:
                 eof = True
                 _note_truncation(state)
+            if skipping is not None:
+                nl = block.find(b"\n")
+                if nl < 0 and not eof:
+                    continue  # still inside the long line: drop the block
+                line_no += 1
+                state.records += 1
+                yield _bad_chunk(BadRecord(line_no, overlong, skipping.decode("utf-8", "replace")), spec)
+                skipping, block = None, (block[nl + 1 :] if nl >= 0 else b"")
+                if eof:
+                    break
             data = rest + block
             if eof:
                 pieces, rest = data.split(b"\n"), b""
             else:
                 cut = data.rfind(b"\n")
                 if cut < 0:
-                    rest = data
+                    if len(data) > limit:  # no line end in sight: keep only the start, for quarantine
+                        skipping, rest = data[:_SHOWN], b""
+                    else:
+                        rest = data
                     continue
                 pieces, rest = data[:cut].split(b"\n"), data[cut + 1 :]
             numbered: list[tuple[int, bytes]] = []
+            long_lines: list[BadRecord] = []
             for piece in pieces:
                 line_no += 1
                 piece = piece.strip()
-                if piece:
+                if len(piece) > limit:  # whole in this block, but over the limit all the same
+                    long_lines.append(BadRecord(line_no, overlong, piece[:_SHOWN].decode("utf-8", "replace")))
+                elif piece:
                     numbered.append((line_no, piece))
             last_partial = eof and state.truncated and bool(numbered) and not data.endswith(b"\n")
+            state.records += len(numbered) + len(long_lines)
             if numbered:
-                state.records += len(numbered)
-                yield _jsonl_chunk(numbered, spec, fast, suspect_re, truncated_last=last_partial)
+                chunk = _jsonl_chunk(numbered, spec, fast, suspect_re, truncated_last=last_partial, dup_res=dup_res)
+                chunk.bad.extend(long_lines)
+                yield chunk
+            elif long_lines:
+                yield _bad_chunk(long_lines[0], spec, long_lines[1:])
             if eof:
                 break
     finally:
         f.close()
+
+
+def _bad_chunk(first: BadRecord, spec: dict, more: list[BadRecord] | None = None) -> Chunk:
+    return Chunk(frame=build_frame([], spec, [], []), bad=[first, *(more or [])])
+
+
+def _duplicate_key_patterns(spec: dict) -> list[str]:
+    """Regexes for lines where a field of the spec may be given twice in one object. polars keeps
+    the first value and orjson the last: such lines go the orjson way (last key wins, as in
+    Python's json). A top-level name counts anywhere on the line, a nested one within one
+    innermost object; a false alarm only costs the slower path."""
+    top = [n for n, t in spec.items() if t is not JSON and n != "__record__"]
+    nested = sorted(field_names(spec) - set(top))
+    out = [f'"{_re_escape(n)}"\\s*:.*"{_re_escape(n)}"\\s*:' for n in sorted(top)]
+    out += [f'\\{{[^{{}}]*"{_re_escape(n)}"\\s*:[^{{}}]*"{_re_escape(n)}"\\s*:' for n in nested]
+    return out
 
 
 def _re_escape(s: str) -> str:
@@ -311,7 +443,8 @@ def _re_escape(s: str) -> str:
     return re.escape(s)
 
 
-def _jsonl_chunk(numbered: list[tuple[int, bytes]], spec: dict, fast: bool, suspect_re: str | None, truncated_last: bool) -> Chunk:
+def _jsonl_chunk(numbered: list[tuple[int, bytes]], spec: dict, fast: bool, suspect_re: str | None, truncated_last: bool,
+                 dup_res: list[str] | None = None) -> Chunk:
     texts: list[str] = []
     bad: list[BadRecord] = []
     good: list[tuple[int, bytes, str]] = []
@@ -332,8 +465,10 @@ def _jsonl_chunk(numbered: list[tuple[int, bytes]], spec: dict, fast: bool, susp
             frame = frame.with_columns(
                 pl.Series("_line", [ln for ln, _, _ in good], dtype=pl.Int64), keys.alias("_key")
             )
-            if suspect_re is not None:
-                suspect = pl.Series(texts, dtype=pl.String).str.contains(suspect_re)
+            patterns = ([suspect_re] if suspect_re is not None else []) + list(dup_res or [])
+            if patterns:
+                series = pl.Series(texts, dtype=pl.String)
+                suspect = pl.select(pl.any_horizontal([series.str.contains(p) for p in patterns])).to_series()
                 if suspect.any():
                     clean = frame.filter(~suspect)
                     redo = [(good[i], keys[i]) for i in suspect.arg_true().to_list()]
@@ -404,7 +539,7 @@ def _slow_lines(items, spec: dict, truncated_last: bool) -> Chunk:
 
 def typed_record(rec, spec: dict, coerce_strings: bool = False) -> dict:
     if not isinstance(rec, dict):
-        kind = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}.get(type(rec), type(rec).__name__)
+        kind = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean", type(None): "null"}.get(type(rec), type(rec).__name__)
         raise RecordError(f"record is {kind}, not a JSON object")
     out = {name: check_value(rec.get(name), t, name, coerce_strings) for name, t in spec.items() if name != "__record__"}
     if "__record__" in spec:  # readers that take the whole record (Label Studio JSON_MIN)
@@ -542,10 +677,13 @@ def _delimiter(path: Path) -> str:
 
 
 def _open_text(path: Path, state: "SourceState | None" = None):
-    return io.TextIOWrapper(_open_binary(path, state), encoding="utf-8", errors="surrogateescape", newline="")
+    # utf-8-sig: a leading byte order mark (Excel's CSV export) must not become part of the first header
+    return io.TextIOWrapper(_open_binary(path, state), encoding="utf-8-sig", errors="surrogateescape", newline="")
 
 
 def _csv_chunks(path: Path, spec: dict, state: SourceState) -> Iterator[Chunk]:
+    limit = _csv_limit()
+
     def records():
         f = _open_text(path, state)
         try:
@@ -554,6 +692,8 @@ def _csv_chunks(path: Path, spec: dict, state: SourceState) -> Iterator[Chunk]:
                 header = next(reader)
             except StopIteration:
                 return
+            except csv.Error as e:
+                raise UsageError(f"{path}:1: malformed CSV header ({e})") from None
             except (EOFError, OSError, zlib.error) as e:
                 state.truncated = True
                 state.warnings.append(f"file ended early ({e})")
@@ -569,7 +709,10 @@ def _csv_chunks(path: Path, spec: dict, state: SourceState) -> Iterator[Chunk]:
                     state.warnings.append(f"gzip stream ended early ({e}); ingested what was readable")
                     return
                 except csv.Error as e:
-                    yield BadRecord(reader.line_num, f"malformed CSV: {e}", None), reader.line_num
+                    reason = f"malformed CSV: {e}"
+                    if "field larger than field limit" in str(e):
+                        reason = f"malformed CSV: a field longer than {limit} characters (HELPSTEER_MAX_LINE_BYTES); not read"
+                    yield BadRecord(reader.line_num, reason, None), reader.line_num
                     continue
                 ln = reader.line_num
                 if not row or all(c == "" for c in row):

@@ -62,11 +62,25 @@ def user_formats() -> list[str]:
     return sorted({f.user_name for f in FORMATS.values()})
 
 
-def _matches(fmt: Format, sample: list[dict]) -> bool:
-    keys: set[str] = set()
-    for rec in sample:
-        keys.update(rec)
-    return set(fmt.required) <= keys and (fmt.probe is None or fmt.probe(sample))
+def _matches(fmt: Format, sample: list[dict], *, majority: bool) -> bool:
+    """The sample has the format's fields and passes its probe. majority: most records carry all
+    the fields (else the fields may be spread over the records, as in sparse JSON Lines)."""
+    need = set(fmt.required)
+    if majority:
+        if 2 * sum(need <= rec.keys() for rec in sample) <= len(sample):
+            return False
+    elif not need <= {k for rec in sample for k in rec}:
+        return False
+    return fmt.probe is None or _probe_votes(fmt, sample)
+
+
+def _probe_votes(fmt: Format, sample: list[dict]) -> bool:
+    """The probe passes on the sample, or on most of the records that have every field it needs
+    (a null or an odd value in one record must not decide the format of the file)."""
+    if fmt.probe(sample):
+        return True
+    voters = [rec for rec in sample if all(rec.get(f) is not None for f in fmt.required)]
+    return 2 * sum(bool(fmt.probe([rec])) for rec in voters) > len(voters) > 0
 
 
 def detect(sample: list[dict], path, wanted: str = "auto") -> Format:
@@ -79,7 +93,8 @@ def detect(sample: list[dict], path, wanted: str = "auto") -> Format:
     cands = [f for f in FORMATS.values() if wanted in ("auto", f.name, f.group)]
     if wanted != "auto" and not cands:
         raise UsageError(f"unknown --format {wanted!r}; choose one of: auto, {', '.join(user_formats())}")
-    matching = [f for f in cands if _matches(f, sample)]
+    # vote over the sample: the formats most records match, else those the records match together
+    matching = [f for f in cands if _matches(f, sample, majority=True)] or [f for f in cands if _matches(f, sample, majority=False)]
     if matching:
         # most specific wins: most identifying fields, then a probe, then registration order
         return max(matching, key=lambda f: (len(f.required), f.probe is not None))

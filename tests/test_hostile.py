@@ -1,0 +1,317 @@
+"""Hostile records at ingest (issue 19 point 4): deep JSON, huge CSV fields and lines, corrupt
+parquet, byte order marks, an odd record among the first ones, duplicate keys, unreadable files.
+Each ends as a quarantine entry or one line and exit 2, never a traceback. Every case runs the
+real `helpsteer ingest` in its own process, on files written under tmp_path/in/data."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+from conftest import ROOT
+
+GOOD = {"prompt": "q", "response": "r", "helpfulness": 3, "correctness": 3, "coherence": 3, "complexity": 1, "verbosity": 1}
+DEEP = "[" * 10_000 + "]" * 10_000
+
+
+def good(i: int, **kw) -> dict:
+    return {**GOOD, "prompt": f"q{i}", "response": f"r{i}", **kw}
+
+
+def data_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "in" / "data"  # two folders deep: the split comes from folder names, and tmp names contain "test"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def ingest(tmp_path: Path, *paths, name: str = "d", env: dict | None = None, extra=()) -> subprocess.CompletedProcess:
+    """`helpsteer ingest` in a fresh process: exit code and stderr as a user sees them."""
+    cmd = [sys.executable, "-m", "helpsteer.cli", "ingest", *map(str, paths), "--workspace", str(tmp_path / "ws"), "--name", name, *extra]
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    proc = subprocess.run(cmd, check=False, cwd=tmp_path, env=full_env, capture_output=True, text=True)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def error_line(proc: subprocess.CompletedProcess) -> str:
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and lines, proc.stderr
+    assert [ln for ln in lines if ln.startswith("error: ")] == [lines[-1]]  # exactly one error line, last
+    return lines[-1]
+
+
+def responses(tmp_path: Path, name: str = "d") -> list[str]:
+    return pl.read_parquet(tmp_path / "ws" / "datasets" / name / "responses.parquet")["response"].to_list()
+
+
+def quarantine(tmp_path: Path, name: str = "d") -> list[dict]:
+    p = tmp_path / "ws" / "datasets" / name / "quarantine.jsonl"
+    return [json.loads(line) for line in p.read_text().splitlines()] if p.exists() else []
+
+
+def source(tmp_path: Path, name: str = "d") -> dict:
+    man = json.loads((tmp_path / "ws" / "datasets" / name / "manifest.json").read_text())
+    return man["sources"][0]
+
+
+# --- JSON nested 10,000 deep -------------------------------------------------------------------
+def test_deep_json_record_is_quarantined_in_every_container(tmp_path):
+    deep = '{"prompt": "q", "response": "r", "x": ' + DEEP + "}"
+    cases = {
+        "rows.jsonl": json.dumps(good(1)) + "\n" + deep + "\n" + json.dumps(good(2)) + "\n",
+        "rows.json": "[" + ", ".join([json.dumps(good(1)), deep, json.dumps(good(2))]) + "]",
+        "broken.json": "[" + ", ".join([json.dumps(good(1)), deep, json.dumps(good(2)), "{oops}"]) + "]",  # the element-by-element path
+    }
+    for i, (name, text) in enumerate(cases.items()):
+        path = data_dir(tmp_path) / name
+        path.write_text(text)
+        proc = ingest(tmp_path, path, name=f"d{i}", extra=("--format", "helpsteer2"))
+        assert proc.returncode == 0, (name, proc.stderr)
+        q = quarantine(tmp_path, f"d{i}")
+        assert q[0]["line"] == 2 and "depth limit exceeded" in q[0]["reason"], name
+        assert [r["line"] for r in q] == ([2, 4] if name == "broken.json" else [2]), name
+        assert responses(tmp_path, f"d{i}") == ["r1", "r2"], name
+
+
+# --- a CSV field over 128 KB ---------------------------------------------------------------------
+def write_pairs_csv(path: Path, rows: list[list[str]], encoding: str = "utf-8") -> Path:
+    with open(path, "w", newline="", encoding=encoding) as f:
+        w = csv.writer(f)
+        w.writerow(["prompt", "chosen", "rejected"])
+        w.writerows(rows)
+    return path
+
+
+def test_csv_field_over_128kb_is_read(tmp_path):
+    big = "x" * 200_000  # over the csv module's default 131072-character field limit
+    path = write_pairs_csv(data_dir(tmp_path) / "pairs.csv", [["q1", "a1", "b1"], ["q2", big, "b2"], ["q3", "a3", "b3"]])
+    proc = ingest(tmp_path, path)
+    assert proc.returncode == 0, proc.stderr
+    assert "format pairs (auto-detected)" in proc.stderr
+    assert quarantine(tmp_path) == []
+    assert sorted(responses(tmp_path)) == ["a1", "a3", "b1", "b2", "b3", big]
+
+
+def test_csv_field_over_the_limit_is_quarantined(tmp_path):
+    path = write_pairs_csv(data_dir(tmp_path) / "pairs.csv", [["q1", "a1", "b1"], ["q2", "y" * 5000, "b2"], ["q3", "a3", "b3"]])
+    proc = ingest(tmp_path, path, env={"HELPSTEER_MAX_LINE_BYTES": "1000"})
+    assert proc.returncode == 0, proc.stderr
+    (q,) = quarantine(tmp_path)
+    assert (q["line"], q["reason"]) == (3, "malformed CSV: a field longer than 1000 characters (HELPSTEER_MAX_LINE_BYTES); not read")
+    assert sorted(responses(tmp_path)) == ["a1", "a3", "b1", "b3"]
+    src = source(tmp_path)
+    assert (src["records"], src["ingested"], src["quarantined"]) == (3, 2, 1)
+
+
+def test_bad_max_line_bytes_setting_is_one_line(tmp_path):
+    path = write_pairs_csv(data_dir(tmp_path) / "pairs.csv", [["q1", "a1", "b1"]])
+    proc = ingest(tmp_path, path, env={"HELPSTEER_MAX_LINE_BYTES": "lots"})
+    assert error_line(proc) == "error: HELPSTEER_MAX_LINE_BYTES='lots': must be a positive whole number of bytes (default 33554432)"
+
+
+# --- truncated or corrupt parquet ------------------------------------------------------------------
+def parquet_files(tmp_path: Path) -> tuple[Path, Path, Path]:
+    d = data_dir(tmp_path)
+    whole = d / "ok.parquet"
+    pl.DataFrame([good(i) for i in range(5)]).write_parquet(whole)
+    data = whole.read_bytes()
+    cut = d / "cut.parquet"
+    cut.write_bytes(data[: len(data) // 2])
+    junk = d / "junk.parquet"
+    junk.write_bytes(b"PAR1" + b"\0" * 100 + b"PAR1")
+    return whole, cut, junk
+
+
+def test_truncated_or_corrupt_parquet_is_one_line(tmp_path):
+    _, cut, junk = parquet_files(tmp_path)
+    assert error_line(ingest(tmp_path, cut)) == (
+        f"error: {cut}: not a readable parquet file (parquet: File out of specification: The file must end with PAR1 or PARE)")
+    assert error_line(ingest(tmp_path, junk)) == (
+        f"error: {junk}: not a readable parquet file (parquet: File out of specification: FileMetaData.version missing)")
+    assert not (tmp_path / "ws" / "datasets" / "d").exists()
+
+
+def test_corrupt_parquet_in_a_folder_is_skipped(tmp_path):
+    whole, cut, junk = parquet_files(tmp_path)
+    folder = whole.parent
+    proc = ingest(tmp_path, folder)
+    assert proc.returncode == 0, proc.stderr
+    assert f"skipped {cut}: not a readable parquet file (parquet: File out of specification: The file must end with PAR1 or PARE)" in proc.stderr.splitlines()
+    assert f"skipped {junk}: not a readable parquet file (parquet: File out of specification: FileMetaData.version missing)" in proc.stderr.splitlines()
+    assert sorted(responses(tmp_path)) == [f"r{i}" for i in range(5)]
+    assert error_line(ingest(tmp_path, folder, name="s", extra=("--strict",))).startswith(f"error: {cut}: not a readable parquet file (")
+
+
+# --- a UTF-8 byte order mark ----------------------------------------------------------------------
+def test_bom_csv_keeps_its_header(tmp_path):
+    path = write_pairs_csv(data_dir(tmp_path) / "pairs.csv", [["q1", "a1", "b1"], ["q2", "a2", "b2"]], encoding="utf-8-sig")
+    assert path.read_bytes().startswith(b"\xef\xbb\xbfprompt,")
+    proc = ingest(tmp_path, path)
+    assert proc.returncode == 0, proc.stderr
+    assert "format pairs (auto-detected)" in proc.stderr
+    assert quarantine(tmp_path) == []
+    df = pl.read_parquet(tmp_path / "ws" / "datasets" / "d" / "responses.parquet")
+    assert sorted(df["prompt"].to_list()) == ["q1", "q1", "q2", "q2"]
+
+
+@pytest.mark.parametrize("name", ["rows.jsonl", "rows.jsonl.gz", "rows.json"])
+def test_bom_json_keeps_the_first_record(tmp_path, name):
+    recs = [good(1), good(2)]
+    text = json.dumps(recs) if name == "rows.json" else "".join(json.dumps(r) + "\n" for r in recs)
+    raw = b"\xef\xbb\xbf" + text.encode()
+    path = data_dir(tmp_path) / name
+    path.write_bytes(gzip.compress(raw) if name.endswith(".gz") else raw)
+    proc = ingest(tmp_path, path)
+    assert proc.returncode == 0, proc.stderr
+    assert "format helpsteer2 (auto-detected)" in proc.stderr
+    assert quarantine(tmp_path) == []
+    assert responses(tmp_path) == ["r1", "r2"]
+
+
+# --- one odd record among the first ones must not decide the format -------------------------------
+def test_null_label_first_does_not_hide_llmbar(tmp_path):
+    recs = [{"input": f"q{i}", "output_1": f"a{i}", "output_2": f"b{i}", "label": 1 + i % 2} for i in range(6)]
+    recs[0]["label"] = None
+    path = data_dir(tmp_path) / "llmbar.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    proc = ingest(tmp_path, path)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{path}: format llmbar (auto-detected)" in proc.stderr
+    assert [(q["line"], q["reason"]) for q in quarantine(tmp_path)] == [(1, "field 'label': missing or null")]
+
+
+def test_null_chosen_first_does_not_turn_rm_bench_into_pairs(tmp_path):
+    recs = [{"id": i, "prompt": f"q{i}", "chosen": [f"a{i}", "x", "y"], "rejected": [f"b{i}", "z", "w"], "domain": "chat"} for i in range(6)]
+    recs[0]["chosen"] = None
+    path = data_dir(tmp_path) / "rmb.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    proc = ingest(tmp_path, path)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{path}: format rm-bench (auto-detected)" in proc.stderr
+    assert [q["line"] for q in quarantine(tmp_path)] == [1]
+    assert source(tmp_path)["ingested"] == 5
+
+
+def test_odd_first_record_does_not_decide_the_format(tmp_path):
+    recs = [dict(GOOD, chosen="c", rejected="d")] + [{"prompt": f"q{i}", "chosen": f"a{i}", "rejected": f"b{i}"} for i in range(6)]
+    path = data_dir(tmp_path) / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    proc = ingest(tmp_path, path)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{path}: format pairs (auto-detected)" in proc.stderr
+    src = source(tmp_path)
+    assert (src["records"], src["ingested"], src["quarantined"]) == (7, 7, 0)
+
+
+def test_null_record_first_is_quarantined_by_name(tmp_path):
+    path = data_dir(tmp_path) / "rows.jsonl"
+    path.write_text("null\n" + "".join(json.dumps(good(i)) + "\n" for i in range(3)))
+    proc = ingest(tmp_path, path)
+    assert proc.returncode == 0, proc.stderr
+    assert [(q["line"], q["reason"]) for q in quarantine(tmp_path)] == [(1, "record is null, not a JSON object")]
+
+
+# --- duplicate JSON keys: the last one wins, on every path ------------------------------------------
+DUP_LINE = '{"prompt": "q1", "response": "first", "helpfulness": 0, "response": "last", "correctness": 3, "coherence": 3, "complexity": 1, "verbosity": 1, "helpfulness": 4}'
+
+
+def test_duplicate_keys_last_one_wins_on_every_path(tmp_path):
+    """The same record gives the same values whether polars reads the chunk (a clean JSON Lines
+    file), orjson line by line (another line is broken), or the JSON array reader does."""
+    d = data_dir(tmp_path)
+    lines = DUP_LINE + "\n" + json.dumps(good(2)) + "\n"
+    files = {
+        "clean.jsonl": lines.encode(),
+        "broken.jsonl": (lines + "{broken\n").encode(),
+        "clean.jsonl.gz": gzip.compress(lines.encode()),
+        "clean.json": ("[" + DUP_LINE + ", " + json.dumps(good(2)) + "]").encode(),
+        "broken.json": ("[" + DUP_LINE + ", " + json.dumps(good(2)) + ", {broken}]").encode(),
+    }
+    seen = {}
+    for i, (name, raw) in enumerate(files.items()):
+        (d / name).write_bytes(raw)
+        proc = ingest(tmp_path, d / name, name=f"d{i}", extra=("--format", "helpsteer2"))
+        assert proc.returncode == 0, (name, proc.stderr)
+        ratings = pl.read_parquet(tmp_path / "ws" / "datasets" / f"d{i}" / "ratings.parquet")
+        seen[name] = (responses(tmp_path, f"d{i}"), ratings.filter(pl.col("attribute") == "helpfulness")["score"].to_list())
+    assert seen == {name: (["last", "r2"], [4.0, 3.0]) for name in files}
+
+
+# --- an unreadable file ------------------------------------------------------------------------
+def make_unreadable(path: Path) -> str:
+    """A file whose reads fail: mode 000 for an ordinary user; root reads through permissions, so
+    for root a link to /proc/self/mem, whose first page no process can read (EIO)."""
+    if os.geteuid() != 0:
+        path.write_text(json.dumps(good(9)) + "\n")
+        path.chmod(0)
+        return "Permission denied"
+    path.symlink_to("/proc/self/mem")
+    return "Input/output error"
+
+
+def test_unreadable_file_single_and_in_a_folder(tmp_path):
+    d = data_dir(tmp_path)
+    (d / "a.jsonl").write_text(json.dumps(good(1)) + "\n")
+    bad = d / "b.jsonl"
+    why = make_unreadable(bad)
+    assert error_line(ingest(tmp_path, bad)) == f"error: {bad}: unreadable file ({why})"
+    proc = ingest(tmp_path, d)
+    assert proc.returncode == 0, proc.stderr
+    assert f"skipped {bad}: unreadable file ({why})" in proc.stderr.splitlines()
+    assert responses(tmp_path) == ["r1"]
+    man = json.loads((tmp_path / "ws" / "datasets" / "d" / "manifest.json").read_text())
+    assert man["skipped"] == [{"path": str(bad), "reason": f"unreadable file ({why})"}]
+
+
+# --- huge single lines: quarantined, never held whole ---------------------------------------------
+def test_line_over_the_limit_is_quarantined(tmp_path):
+    path = data_dir(tmp_path) / "rows.jsonl"
+    long = json.dumps(good(2, response="z" * 5000))
+    path.write_text(json.dumps(good(1)) + "\n" + long + "\n" + json.dumps(good(3)) + "\n")
+    proc = ingest(tmp_path, path, env={"HELPSTEER_MAX_LINE_BYTES": "1000"})
+    assert proc.returncode == 0, proc.stderr
+    (q,) = quarantine(tmp_path)
+    assert (q["line"], q["reason"]) == (2, "line longer than 1000 bytes (HELPSTEER_MAX_LINE_BYTES); not read")
+    assert q["record"] == long[:2000]
+    assert responses(tmp_path) == ["r1", "r3"]
+    src = source(tmp_path)
+    assert (src["records"], src["ingested"], src["quarantined"]) == (3, 2, 1)
+
+
+def peak_rss_mib(cmd: list[str], env: dict, cwd: Path) -> tuple[int, float]:
+    """(exit code, peak resident memory in MiB) of one child process, from its own rusage."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_maxrss / 1024  # Linux reports KiB
+
+
+def test_100mb_line_is_quarantined_in_bounded_memory(tmp_path):
+    d = data_dir(tmp_path)
+    small = d / "small" / "rows.jsonl"
+    small.parent.mkdir()
+    small.write_text(json.dumps(good(1)) + "\n" + json.dumps(good(3)) + "\n")
+    huge = d / "huge" / "rows.jsonl"
+    huge.parent.mkdir()
+    with open(huge, "w") as f:  # one 100 MB line between two good ones, with the default limit (32 MiB)
+        f.write(json.dumps(good(1)) + "\n")
+        f.write(json.dumps(good(2, response="z" * 100_000_000)) + "\n")
+        f.write(json.dumps(good(3)) + "\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    base = [sys.executable, "-m", "helpsteer.cli", "ingest"]
+    rc, baseline = peak_rss_mib(base + [str(small), "--workspace", str(tmp_path / "ws"), "--name", "small"], env, tmp_path)
+    assert rc == 0
+    rc, peak = peak_rss_mib(base + [str(huge), "--workspace", str(tmp_path / "ws"), "--name", "d"], env, tmp_path)
+    assert rc == 0
+    assert peak - baseline < 100, (baseline, peak)  # the line (95 MiB) was never held whole
+    (q,) = quarantine(tmp_path)
+    assert (q["line"], q["reason"]) == (2, "line longer than 33554432 bytes (HELPSTEER_MAX_LINE_BYTES); not read")
+    assert len(q["record"]) == 2000
+    assert responses(tmp_path) == ["r1", "r3"]
