@@ -97,8 +97,11 @@ def _task(b: RowBuilder, line: int, data: dict) -> tuple:
     """The task's response rows; (pair, response id or (a id, b id), prompt id)."""
     context = _context(data)
     if "response_a" in data and "response_b" in data:
-        a_id, pid = b.response(context, str(data["response_a"]), line)
-        b_id, _ = b.response(context, str(data["response_b"]), line)
+        for side in ("response_a", "response_b"):
+            if not isinstance(data[side], str):  # an object or list would become its repr: a silent wrong response
+                raise AnnotationError(f"field 'data.{side}': expected a string, got {type(data[side]).__name__}")
+        a_id, pid = b.response(context, data["response_a"], line)
+        b_id, _ = b.response(context, data["response_b"], line)
         return True, (a_id, b_id), pid
     if isinstance(data.get("response"), str):
         rid, pid = b.response(context, data["response"], line)
