@@ -291,7 +291,8 @@ def test_from_name_object_and_non_object_annotation_are_quarantined(ws, tmp_path
     """Issue 19 point 4: a result whose from_name is an object (today a TypeError traceback) and an
     annotation that is no object (today silently skipped) each give a quarantine entry; the rest stays."""
     odd = {"id": 42, "completed_by": 7, "result": [{"from_name": {"x": 1}, "to_name": "response", "type": "choices", "value": {"choices": ["3"]}}]}
-    tasks = [{"id": 1, "data": {"item_id": "r1", "prompt": "Q", "response": "A"}, "annotations": [_ann(11, EMAILS[0], [_choice("helpfulness", 2)]), odd, "junk"]},
+    texty = {**_ann(12, EMAILS[1], [_choice("helpfulness", 4)]), "was_cancelled": "false"}  # neither cancelled nor kept silently
+    tasks = [{"id": 1, "data": {"item_id": "r1", "prompt": "Q", "response": "A"}, "annotations": [_ann(11, EMAILS[0], [_choice("helpfulness", 2)]), odd, "junk", texty]},
              # a response that is no string: the task is unusable (today its repr became the response)
              {"id": 2, "data": {"item_id": "p1", "prompt": "Q", "response_a": {"x": 1}, "response_b": "B"}, "annotations": []}]
     f = _export(tmp_path, tasks)
@@ -301,9 +302,10 @@ def test_from_name_object_and_non_object_annotation_are_quarantined(ws, tmp_path
     assert [(e["line"], e["reason"], e["record"], e.get("part")) for e in quarantine(ws, "ls")] == [  # whole records first, then parts
         (2, "task p1: field 'data.response_a': expected a string, got dict", tasks[1], None),
         (1, "task r1, annotation 3 of the task: expected an object, got str", "junk", True),
+        (1, "task r1, annotation 4 of the task: field 'was_cancelled': expected true or false, got 'false'", texty, True),
         (1, "task r1, annotation 42 by label-studio:7: field 'result.from_name' (item 1): expected the name of a control (a string), got {'x': 1}", odd, True)]
     src = manifest(ws, "ls")["sources"][0]
-    assert (src["records"], src["ingested"], src["quarantined"], src["quarantined_parts"]) == (2, 1, 1, 2)
+    assert (src["records"], src["ingested"], src["quarantined"], src["quarantined_parts"]) == (2, 1, 1, 3)
 
 
 def test_export_nested_10000_deep(ws, tmp_path):

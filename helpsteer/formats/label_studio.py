@@ -155,13 +155,16 @@ def _int_id(v) -> int:
     return v if isinstance(v, int) and not isinstance(v, bool) else 0
 
 
-def _latest(annotations: list) -> tuple[dict[str, dict], list[tuple[int, object]]]:
-    """Per annotator key, the latest non-cancelled annotation; and the (position, entry) of entries that are no object."""
+def _latest(annotations: list) -> tuple[dict[str, dict], list[tuple[int, object, str]]]:
+    """Per annotator key, the latest non-cancelled annotation; and (position, entry, why) of unusable entries."""
     keep: dict[str, tuple] = {}
-    bad: list[tuple[int, object]] = []
+    bad: list[tuple[int, object, str]] = []
     for k, ann in enumerate(annotations, start=1):
         if not isinstance(ann, dict):
-            bad.append((k, ann))
+            bad.append((k, ann, f"expected an object, got {type(ann).__name__}"))
+            continue
+        if ann.get("was_cancelled") not in (None, True, False):  # "false" as text would read as cancelled
+            bad.append((k, ann, f"field 'was_cancelled': expected true or false, got {ann['was_cancelled']!r}"))
             continue
         if ann.get("was_cancelled"):
             continue
@@ -239,8 +242,8 @@ def _norm_json(df: pl.DataFrame, ctx: Ctx) -> Result:
             b.reject(line, f"task {task_key}: {e}")
             continue
         latest, bad = _latest(anns or [])
-        for k, entry in bad:
-            b.reject_part(line, f"task {task_key}, annotation {k} of the task: expected an object, got {type(entry).__name__}", entry)
+        for k, entry, why in bad:
+            b.reject_part(line, f"task {task_key}, annotation {k} of the task: {why}", entry)
         # each annotation stands alone: an invalid one is quarantined, the others are kept
         for _, ann in sorted(latest.items()):
             who = annotator_id(ann.get("completed_by"), users)
