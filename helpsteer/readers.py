@@ -257,9 +257,9 @@ def _sample_lines(path: Path, n: int) -> list[tuple[int, dict]]:
             if len(out) >= n:
                 break
     elif kind == "csv":
-        _csv_limit()
+        limit = _csv_limit()
         with _open_text(path) as f:
-            reader = csv.DictReader(f, delimiter=_delimiter(path))
+            reader = csv.DictReader(_BoundedText(f, limit), delimiter=_delimiter(path))
             for _ in range(n):
                 try:
                     row = next(reader)
@@ -294,6 +294,29 @@ def _bounded_lines(f, limit: int) -> Iterator[tuple[int, bytes | None]]:
             yield ln, None
         else:
             yield ln, raw
+
+
+class _BoundedText:
+    """The lines of a text file, for csv.reader: a line longer than `limit` characters is read
+    past in pieces (never held whole) and comes as a blank line; `overlong` keeps its number and start."""
+
+    def __init__(self, f, limit: int):
+        self.f, self.limit, self.line, self.overlong = f, limit, 0, []
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        text = self.f.readline(self.limit + 1)
+        if not text:
+            raise StopIteration
+        self.line += 1
+        if len(text) > self.limit and text[-1] not in "\r\n":
+            while (more := self.f.readline(1 << 20)) and more[-1] not in "\r\n":
+                pass
+            self.overlong.append((self.line, text[:_SHOWN]))
+            return "\n"
+        return text
 
 
 def _read_parquet(path: Path, n_rows: int | None = None) -> pl.DataFrame:
@@ -340,12 +363,14 @@ def _iter_chunks(path: Path, spec: dict, state: SourceState, *, fast: bool) -> I
 def _hf_frames(path: Path) -> Iterator[tuple[str | None, pl.DataFrame]]:
     import datasets
 
-    loaded = datasets.load_from_disk(str(path))
-    if isinstance(loaded, datasets.DatasetDict):
-        for split, ds in loaded.items():
-            yield split, pl.from_arrow(ds.data.table)
-    else:
-        yield None, pl.from_arrow(loaded.data.table)
+    try:
+        loaded = datasets.load_from_disk(str(path))
+        parts = list(loaded.items()) if isinstance(loaded, datasets.DatasetDict) else [(None, loaded)]
+        frames = [(split, pl.from_arrow(ds.data.table)) for split, ds in parts]
+    except Exception as e:  # a damaged folder fails in many ways (ArrowInvalid, JSONDecodeError, FileNotFoundError...)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise UsageError(f"{path}: not a readable datasets.save_to_disk folder ({type(e).__name__}: {first})") from None
+    yield from frames
 
 
 def _line_key(texts: list[str]) -> pl.Series:
@@ -363,7 +388,8 @@ def _jsonl_chunks(path: Path, spec: dict, state: SourceState, *, fast: bool) -> 
     limit = max_line_bytes()
     overlong = _overlong_reason(limit)
     line_no = 0
-    rest = b""
+    rest: list[bytes] = []  # the start of a line that has not ended yet, in pieces (joined once)
+    rest_len = 0
     skipping: bytes | None = None  # the start of a line longer than `limit`, read past until its end
     first = True
     f = _open_binary(path, state)
@@ -386,18 +412,17 @@ def _jsonl_chunks(path: Path, spec: dict, state: SourceState, *, fast: bool) -> 
                 skipping, block = None, (block[nl + 1 :] if nl >= 0 else b"")
                 if eof:
                     break
-            data = rest + block
-            if eof:
-                pieces, rest = data.split(b"\n"), b""
-            else:
-                cut = data.rfind(b"\n")
-                if cut < 0:
-                    if len(data) > limit:  # no line end in sight: keep only the start, for quarantine
-                        skipping, rest = data[:_SHOWN], b""
-                    else:
-                        rest = data
-                    continue
-                pieces, rest = data[:cut].split(b"\n"), data[cut + 1 :]
+            cut = len(block) if eof else block.rfind(b"\n")
+            if cut < 0:  # no line ends in this block
+                rest.append(block)
+                rest_len += len(block)
+                if rest_len > limit:  # keep only the start, for quarantine
+                    skipping, rest, rest_len = b"".join(r[:_SHOWN] for r in rest)[:_SHOWN], [], 0
+                continue
+            data = b"".join([*rest, memoryview(block)[:cut]])
+            pieces = data.split(b"\n")
+            rest = [] if eof else [block[cut + 1 :]]
+            rest_len = sum(len(r) for r in rest)
             numbered: list[tuple[int, bytes]] = []
             long_lines: list[BadRecord] = []
             for piece in pieces:
@@ -407,7 +432,7 @@ def _jsonl_chunks(path: Path, spec: dict, state: SourceState, *, fast: bool) -> 
                     long_lines.append(BadRecord(line_no, overlong, piece[:_SHOWN].decode("utf-8", "replace")))
                 elif piece:
                     numbered.append((line_no, piece))
-            last_partial = eof and state.truncated and bool(numbered) and not data.endswith(b"\n")
+            last_partial = eof and state.truncated and bool(numbered) and not data.endswith(b"\n")  # data: up to the file's end
             state.records += len(numbered) + len(long_lines)
             if numbered:
                 chunk = _jsonl_chunk(numbered, spec, fast, suspect_re, truncated_last=last_partial, dup_res=dup_res)
@@ -687,7 +712,8 @@ def _csv_chunks(path: Path, spec: dict, state: SourceState) -> Iterator[Chunk]:
     def records():
         f = _open_text(path, state)
         try:
-            reader = csv.reader(f, delimiter=_delimiter(path))
+            lines = _BoundedText(f, limit)
+            reader = csv.reader(lines, delimiter=_delimiter(path))
             try:
                 header = next(reader)
             except StopIteration:
@@ -698,7 +724,11 @@ def _csv_chunks(path: Path, spec: dict, state: SourceState) -> Iterator[Chunk]:
                 state.truncated = True
                 state.warnings.append(f"file ended early ({e})")
                 return
+            if lines.overlong:
+                raise UsageError(f"{path}:1: CSV header longer than {limit} characters (HELPSTEER_MAX_LINE_BYTES)")
+            too_long = f"malformed CSV: line longer than {limit} characters (HELPSTEER_MAX_LINE_BYTES); not read"
             while True:
+                row, bad = None, None
                 try:
                     row = next(reader)
                 except StopIteration:
@@ -712,7 +742,12 @@ def _csv_chunks(path: Path, spec: dict, state: SourceState) -> Iterator[Chunk]:
                     reason = f"malformed CSV: {e}"
                     if "field larger than field limit" in str(e):
                         reason = f"malformed CSV: a field longer than {limit} characters (HELPSTEER_MAX_LINE_BYTES); not read"
-                    yield BadRecord(reader.line_num, reason, None), reader.line_num
+                    bad = BadRecord(reader.line_num, reason, None)
+                while lines.overlong:  # lines read past (they came as blank lines): each is a record, quarantined
+                    long_ln, start = lines.overlong.pop(0)
+                    yield BadRecord(long_ln, too_long, start), long_ln
+                if bad is not None:
+                    yield bad, bad.line
                     continue
                 ln = reader.line_num
                 if not row or all(c == "" for c in row):

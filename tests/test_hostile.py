@@ -99,15 +99,20 @@ def test_csv_field_over_128kb_is_read(tmp_path):
     assert sorted(responses(tmp_path)) == ["a1", "a3", "b1", "b2", "b3", big]
 
 
-def test_csv_field_over_the_limit_is_quarantined(tmp_path):
-    path = write_pairs_csv(data_dir(tmp_path) / "pairs.csv", [["q1", "a1", "b1"], ["q2", "y" * 5000, "b2"], ["q3", "a3", "b3"]])
+def test_csv_line_or_field_over_the_limit_is_quarantined(tmp_path):
+    rows = [["q1", "a1", "b1"], ["q2", "y" * 5000, "b2"], ["q3", "a3", "b3"], ["q4", "w" * 600 + "\n" + "w" * 600, "b4"], ["q5", "a5", "b5"]]
+    path = write_pairs_csv(data_dir(tmp_path) / "pairs.csv", rows)
     proc = ingest(tmp_path, path, env={"HELPSTEER_MAX_LINE_BYTES": "1000"})
     assert proc.returncode == 0, proc.stderr
-    (q,) = quarantine(tmp_path)
-    assert (q["line"], q["reason"]) == (3, "malformed CSV: a field longer than 1000 characters (HELPSTEER_MAX_LINE_BYTES); not read")
-    assert sorted(responses(tmp_path)) == ["a1", "a3", "b1", "b3"]
+    q = quarantine(tmp_path)
+    assert [(r["line"], r["reason"]) for r in q] == [
+        (3, "malformed CSV: line longer than 1000 characters (HELPSTEER_MAX_LINE_BYTES); not read"),
+        (6, "malformed CSV: a field longer than 1000 characters (HELPSTEER_MAX_LINE_BYTES); not read"),  # a quoted field over 2 lines
+    ]
+    assert q[0]["record"] == ("q2," + "y" * 5000)[:1001]  # the start that was read: limit + 1 characters
+    assert sorted(responses(tmp_path)) == ["a1", "a3", "a5", "b1", "b3", "b5"]
     src = source(tmp_path)
-    assert (src["records"], src["ingested"], src["quarantined"]) == (3, 2, 1)
+    assert (src["records"], src["ingested"], src["quarantined"]) == (5, 3, 2)
 
 
 def test_bad_max_line_bytes_setting_is_one_line(tmp_path):
@@ -147,6 +152,22 @@ def test_corrupt_parquet_in_a_folder_is_skipped(tmp_path):
     assert f"skipped {junk}: not a readable parquet file (parquet: File out of specification: FileMetaData.version missing)" in proc.stderr.splitlines()
     assert sorted(responses(tmp_path)) == [f"r{i}" for i in range(5)]
     assert error_line(ingest(tmp_path, folder, name="s", extra=("--strict",))).startswith(f"error: {cut}: not a readable parquet file (")
+
+
+def test_damaged_datasets_folder_is_one_line(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    d = data_dir(tmp_path)
+    rows = {k: [v, v] for k, v in GOOD.items()}
+    for name in ("cut", "state"):
+        datasets.Dataset.from_dict(rows).save_to_disk(str(d / name))
+    (arrow,) = (d / "cut").glob("*.arrow")
+    arrow.write_bytes(arrow.read_bytes()[:100])
+    (d / "state" / "state.json").write_text("{oops")
+    assert error_line(ingest(tmp_path, d / "cut")).startswith(f"error: {d / 'cut'}: not a readable datasets.save_to_disk folder (ArrowInvalid: ")
+    assert error_line(ingest(tmp_path, d / "state")) == (
+        f"error: {d / 'state'}: not a readable datasets.save_to_disk folder "
+        "(JSONDecodeError: Expecting property name enclosed in double quotes: line 1 column 2 (char 1))")
+    assert not (tmp_path / "ws" / "datasets" / "d").exists()
 
 
 # --- a UTF-8 byte order mark ----------------------------------------------------------------------
@@ -285,33 +306,59 @@ def test_line_over_the_limit_is_quarantined(tmp_path):
     assert (src["records"], src["ingested"], src["quarantined"]) == (3, 2, 1)
 
 
-def peak_rss_mib(cmd: list[str], env: dict, cwd: Path) -> tuple[int, float]:
-    """(exit code, peak resident memory in MiB) of one child process, from its own rusage."""
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, usage.ru_maxrss / 1024  # Linux reports KiB
+# The CLI in a child that reports its own peak resident memory (VmHWM: the high-water mark of
+# this process image, which, unlike ru_maxrss, does not inherit the test process's own).
+_PEAK = """import atexit, sys
+from helpsteer.cli import main
+def report():
+    with open("/proc/self/status") as f, open(sys.argv[1], "w") as out:
+        out.write(next(line for line in f if line.startswith("VmHWM:")).split()[1])
+atexit.register(report)
+sys.exit(main(sys.argv[2:]))
+"""
 
 
-def test_100mb_line_is_quarantined_in_bounded_memory(tmp_path):
-    d = data_dir(tmp_path)
-    small = d / "small" / "rows.jsonl"
-    small.parent.mkdir()
-    small.write_text(json.dumps(good(1)) + "\n" + json.dumps(good(3)) + "\n")
-    huge = d / "huge" / "rows.jsonl"
-    huge.parent.mkdir()
-    with open(huge, "w") as f:  # one 100 MB line between two good ones, with the default limit (32 MiB)
-        f.write(json.dumps(good(1)) + "\n")
-        f.write(json.dumps(good(2, response="z" * 100_000_000)) + "\n")
-        f.write(json.dumps(good(3)) + "\n")
+def peak_rss_mib(args: list[str], tmp_path: Path) -> tuple[int, float]:
+    """(exit code, peak resident memory in MiB) of `helpsteer ARGS` in its own process."""
+    report = tmp_path / f"peak-{len(list(tmp_path.glob('peak-*')))}.txt"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    base = [sys.executable, "-m", "helpsteer.cli", "ingest"]
-    rc, baseline = peak_rss_mib(base + [str(small), "--workspace", str(tmp_path / "ws"), "--name", "small"], env, tmp_path)
+    proc = subprocess.run([sys.executable, "-c", _PEAK, str(report), *args], check=False, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.returncode, int(report.read_text()) / 1024  # VmHWM is in kB
+
+
+def write_with_long_line(path: Path, before: str, start: str, end: str, after: str, size: int) -> None:
+    """before + start + 'z' * size + end + after, written in pieces (this process stays small)."""
+    with open(path, "w") as f:
+        f.write(before + start)
+        f.writelines("z" * 1_000_000 for _ in range(size // 1_000_000))
+        f.write(end + after)
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "csv"])
+def test_100mb_line_is_quarantined_in_bounded_memory(tmp_path, kind):
+    """With the default limit (32 MiB) a 100 MB line is quarantined, and the ingest's peak memory
+    stays below that of the same ingest without the line plus the line's own size."""
+    d = data_dir(tmp_path)
+    small, huge = d / "small" / f"rows.{kind}", d / "huge" / f"rows.{kind}"
+    small.parent.mkdir()
+    huge.parent.mkdir()
+    if kind == "jsonl":
+        small.write_text(json.dumps(good(1)) + "\n" + json.dumps(good(3)) + "\n")
+        head, tail = json.dumps(good(2, response="@")).split("@")
+        write_with_long_line(huge, json.dumps(good(1)) + "\n", head, tail + "\n", json.dumps(good(3)) + "\n", 100_000_000)
+        reason, line, kept = "line longer than 33554432 bytes (HELPSTEER_MAX_LINE_BYTES); not read", 2, ["r1", "r3"]
+    else:
+        write_pairs_csv(small, [["q1", "a1", "b1"], ["q3", "a3", "b3"]])
+        write_with_long_line(huge, "prompt,chosen,rejected\nq1,a1,b1\n", "q2,", ",b2\n", "q3,a3,b3\n", 100_000_000)
+        reason, line, kept = "malformed CSV: line longer than 33554432 characters (HELPSTEER_MAX_LINE_BYTES); not read", 3, ["a1", "b1", "a3", "b3"]
+    base = ["ingest", "--workspace", str(tmp_path / "ws")]
+    rc, baseline = peak_rss_mib([*base, str(small), "--name", "small"], tmp_path)
     assert rc == 0
-    rc, peak = peak_rss_mib(base + [str(huge), "--workspace", str(tmp_path / "ws"), "--name", "d"], env, tmp_path)
+    rc, peak = peak_rss_mib([*base, str(huge), "--name", "d"], tmp_path)
     assert rc == 0
-    assert peak - baseline < 100, (baseline, peak)  # the line (95 MiB) was never held whole
+    assert peak - baseline < 95, (baseline, peak)  # the line (95 MiB) was never held whole
     (q,) = quarantine(tmp_path)
-    assert (q["line"], q["reason"]) == (2, "line longer than 33554432 bytes (HELPSTEER_MAX_LINE_BYTES); not read")
+    assert (q["line"], q["reason"]) == (line, reason)
     assert len(q["record"]) == 2000
-    assert responses(tmp_path) == ["r1", "r3"]
+    assert responses(tmp_path) == kept
