@@ -29,6 +29,7 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES, position="sidebar")
+data.refresh()  # each run reads the newest version of every dataset, one version throughout
 ws = data.workspace()
 st.sidebar.caption(f"workspace: `{ws}`" if ws else "no workspace: set HELPSTEER_WORKSPACE or run `helpsteer dashboard --workspace WS`")
 page.run()

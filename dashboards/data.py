@@ -19,6 +19,19 @@ def workspace() -> Path | None:
     return Path(ws) if ws else None
 
 
+def _folder(name: str, ws: Path | None = None) -> Path:
+    """The folder of the version of NAME this run reads (helpsteer.store pins it, so a page never
+    mixes two versions while an ingest commits); its path names the version, so caches keyed on it
+    see a new one."""
+    ws = ws or workspace()
+    return store.current(ws, name) or store.dataset_path(ws, name)
+
+
+def refresh() -> None:
+    """Called at the start of each run of the app: read the newest version of every dataset."""
+    store.refresh()
+
+
 def _mtime(path: Path) -> float:
     return path.stat().st_mtime if path.exists() else 0.0
 
@@ -33,7 +46,7 @@ def datasets() -> list[dict]:
     if ws is None or not (ws / "datasets").exists():
         return []
     root = ws / "datasets"
-    stamp = max([_mtime(root)] + [_mtime(p / "manifest.json") for p in root.iterdir() if p.is_dir()])
+    stamp = max([_mtime(root)] + [_mtime(_folder(n, ws) / "manifest.json") for n in store.names(ws)])
     return _datasets(str(ws), stamp)
 
 
@@ -47,7 +60,7 @@ def _table(path: str, stamp: float, columns: tuple | None) -> pl.DataFrame:
 
 
 def table(name: str, tbl: str, columns: list[str] | None = None) -> pl.DataFrame:
-    p = workspace() / "datasets" / name / f"{tbl}.parquet"
+    p = _folder(name) / f"{tbl}.parquet"
     if not p.exists():
         return pl.DataFrame()
     if columns:
@@ -65,14 +78,14 @@ def _pair_labels(ws: str, name: str, stamp: float) -> pl.DataFrame:
 
 def pair_labels(name: str) -> pl.DataFrame:
     """One row per pair with its label (helpsteer.export.pair_labels: strength < 0 = A chosen)."""
-    p = workspace() / "datasets" / name / "preferences.parquet"
+    p = _folder(name) / "preferences.parquet"
     if not p.exists():
         return pl.DataFrame()
     return _pair_labels(str(workspace()), name, _mtime(p))
 
 
 def manifest(name: str) -> dict:
-    return json.loads((workspace() / "datasets" / name / "manifest.json").read_text())
+    return json.loads((_folder(name) / "manifest.json").read_text())
 
 
 @st.cache_data(show_spinner=False)
@@ -89,14 +102,14 @@ def _quarantine(path: str, stamp: float) -> pl.DataFrame:
 
 
 def quarantine(name: str) -> pl.DataFrame:
-    p = workspace() / "datasets" / name / "quarantine.jsonl"
+    p = _folder(name) / "quarantine.jsonl"
     if not p.exists():
         return pl.DataFrame(schema={"source": pl.Utf8, "line": pl.Int64, "reason": pl.Utf8, "record": pl.Utf8})
     return _quarantine(str(p), _mtime(p))
 
 
 def analysis_dir(name: str) -> Path:
-    return workspace() / "datasets" / name / "analysis"
+    return _folder(name) / "analysis"
 
 
 def analysis_json(name: str) -> dict | None:
@@ -193,7 +206,7 @@ def _has_annotator_ids(ws: str, name: str, stamp: float) -> bool:
     """Whether a dataset's ratings or votes carry real annotator ids (not null = aggregated, not
     anon:<item>:<k> = votes kept without who cast them)."""
     for tbl in ("ratings", "preferences"):
-        p = Path(ws) / "datasets" / name / f"{tbl}.parquet"
+        p = _folder(name, Path(ws)) / f"{tbl}.parquet"
         if p.exists() and "annotator_id" in pl.read_parquet_schema(p):
             a = pl.col("annotator_id")
             ids = pl.scan_parquet(p).filter(a.is_not_null() & ~a.str.starts_with("anon:")).select(pl.len())
@@ -204,7 +217,7 @@ def _has_annotator_ids(ws: str, name: str, stamp: float) -> bool:
 
 def has_annotator_ids(name: str) -> bool:
     ws = workspace()
-    return _has_annotator_ids(str(ws), name, _mtime(ws / "datasets" / name / "manifest.json"))
+    return _has_annotator_ids(str(ws), name, _mtime(_folder(name, ws) / "manifest.json"))
 
 
 def pick_dataset(label: str = "Dataset", need: str | None = None, prefer_annotators: bool = False) -> str | None:

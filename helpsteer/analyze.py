@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-import os
-import shutil
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -48,9 +45,18 @@ def _agreement(cfg: AnalysisConfig, long: pl.DataFrame) -> Agreement:
     return Agreement(n_bootstrap=cfg.n_bootstrap, confidence=cfg.confidence, min_shared=cfg.min_shared, seed=cfg.seed).fit(long)
 
 
-def run_analysis(workspace: Path, name: str, cfg: AnalysisConfig | None = None) -> dict:
-    cfg = cfg or AnalysisConfig()
-    folder = store.require(workspace, name)
+def run_analysis(workspace: Path, name: str, cfg: AnalysisConfig | None = None, *, wait: bool = False) -> dict:
+    """Analyse NAME and store the results in a new version of it (analysis/ beside the tables),
+    holding its lock so that no ingest changes the data between reading and writing."""
+    store.require(workspace, name)
+    with store.writing(workspace, name, wait=wait) as w:
+        out = _analyse(workspace, name, cfg or AnalysisConfig(), w.path)
+        w.copy_base(skip=("analysis",))
+        w.commit()
+    return out
+
+
+def _analyse(workspace: Path, name: str, cfg: AnalysisConfig, folder: Path) -> dict:
     responses = store.load_table(workspace, name, "responses", ["response_id", "prompt_id", "response", "context", "domain"])
     ratings = store.load_table(workspace, name, "ratings", ["response_id", "annotator_id", "attribute", "score"])
     prefs = store.load_table(workspace, name, "preferences", ["pair_id", "prompt_id", "response_a_id", "response_b_id", "annotator_id", "strength", "justification", "subset"])
@@ -117,30 +123,18 @@ def run_analysis(workspace: Path, name: str, cfg: AnalysisConfig | None = None) 
 
 
 def _write(folder: Path, agreement: dict, annotators: pl.DataFrame, pairs: pl.DataFrame | None, items: pl.DataFrame, derived: pl.DataFrame | None) -> None:
-    """All outputs into a staging folder, then swapped in for analysis/ in one rename."""
-    staging = folder / f".analysis-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
-    try:
-        store.write_json(staging / "agreement.json", agreement)
-        annotators.write_parquet(staging / "annotators.parquet")
-        if pairs is None:
-            pairs = pl.DataFrame(schema={"pair_id": pl.String, "n_votes": pl.UInt32, "diverging": pl.Boolean, "unanimous": pl.Boolean,
-                                         "soft_label": pl.Float64, "cues": pl.List(pl.String)})
-        pairs.write_parquet(staging / "pairs.parquet")
-        items.write_parquet(staging / "items.parquet")
-        if derived is not None:
-            derived.write_parquet(staging / "derived_pairs.parquet")
-        final = folder / "analysis"
-        if final.exists():
-            old = folder / f".analysis-old-{uuid.uuid4().hex[:8]}"
-            os.rename(final, old)
-            os.rename(staging, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(staging, final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    """All outputs into FOLDER/analysis (FOLDER: the new version being written, see store.writing)."""
+    out = folder / "analysis"
+    out.mkdir()
+    store.write_json(out / "agreement.json", agreement)
+    annotators.write_parquet(out / "annotators.parquet")
+    if pairs is None:
+        pairs = pl.DataFrame(schema={"pair_id": pl.String, "n_votes": pl.UInt32, "diverging": pl.Boolean, "unanimous": pl.Boolean,
+                                     "soft_label": pl.Float64, "cues": pl.List(pl.String)})
+    pairs.write_parquet(out / "pairs.parquet")
+    items.write_parquet(out / "items.parquet")
+    if derived is not None:
+        derived.write_parquet(out / "derived_pairs.parquet")
 
 
 def load_analysis(workspace: Path, name: str) -> dict | None:

@@ -45,6 +45,9 @@ def synth(
         print(f"{kind}\t{path}")
 
 
+_WAIT = "If another process is writing this dataset, wait for it to finish instead of exiting 2 at once (writes of one dataset take turns: its lock is datasets/.locks/NAME.lock)."
+
+
 @app.command()
 def ingest(
     paths: list[Path] = typer.Argument(..., help="Files (or folders: every file inside, those no reader takes skipped and listed) to ingest; LLMFAO takes its pairs file and votes CSV together, TTCW its stories and annotations files."),
@@ -58,6 +61,7 @@ def ingest(
     column_map: Optional[str] = typer.Option(None, "--map", help="Column mapping for a schema no reader knows, TARGET=COLUMN,...; --format pairs, ratings, rankings or criteria (README \"Ingest\" lists each shape's targets), e.g. prompt=input,response_a=output_1,response_b=output_2,label=label."),
     label_values: Optional[str] = typer.Option(None, "--label-values", help="With --map: the source's label values, VALUE=N,...: pairs 1 (A better), 2 (B better), 0 (tie); criteria 1 (yes), 0 (no); rankings the rank (1 = best); ratings a number. E.g. a=1,b=2,tie=0."),
     scale: Optional[str] = typer.Option(None, "--scale", help="With --map: the ratings' own scale, LO-HI for every attribute or ATTRIBUTE=LO-HI,...; scores stay on it, out-of-range ones are quarantined; kept in the manifest. E.g. 0-100."),
+    wait: bool = typer.Option(False, "--wait", help=_WAIT),
 ) -> None:
     """Ingest preference/rating files into a canonical, validated workspace dataset."""
     from .errors import UsageError
@@ -68,7 +72,7 @@ def ingest(
         raise UsageError("--append and --replace are mutually exclusive")
     mapping = from_options(format, column_map, label_values, scale)  # checked before any file is read
     report = run(paths, workspace, name, fmt=format, strict=strict, mode="append" if append else "replace" if replace else None,
-                 drop_empty=drop_empty, announce=_err, mapping=mapping)
+                 drop_empty=drop_empty, announce=_err, mapping=mapping, wait=wait)
     for s in report.sources:
         extra = (f", and {s.quarantined_parts} parts of ingested records (annotations)" if s.quarantined_parts else "") + (" (truncated file)" if s.truncated else "")
         _err(f"{s.path}: {s.records} records, {s.ingested} ingested, {s.quarantined} quarantined{extra}")
@@ -89,12 +93,13 @@ def datasets(
     workspace: Path = typer.Option(..., "--workspace", help="Workspace folder."),
     delete: Optional[str] = typer.Option(None, "--delete", help="Delete this dataset."),
     json_out: bool = typer.Option(False, "--json", help="Print the manifests as JSON."),
+    wait: bool = typer.Option(False, "--wait", help=_WAIT),
 ) -> None:
     """List the datasets of a workspace (or delete one)."""
     from . import store
 
     if delete:
-        store.delete(workspace, delete)
+        store.delete(workspace, delete, wait=wait)
         _err(f"deleted dataset {delete!r}")
         return
     items = store.list_datasets(workspace)
@@ -125,11 +130,12 @@ def split(
     name: str = typer.Option(..., "--name", help="Dataset name."),
     eval_fraction: float = typer.Option(0.2, "--eval-fraction", help="Share of prompts (groups) that go to validation."),
     seed: int = typer.Option(0, "--seed", help="Seed of the assignment."),
+    wait: bool = typer.Option(False, "--wait", help=_WAIT),
 ) -> None:
     """Assign train/validation by prompt, with no prompt in both."""
     from .split import split_dataset
 
-    counts = split_dataset(workspace, name, eval_fraction=eval_fraction, seed=seed)
+    counts = split_dataset(workspace, name, eval_fraction=eval_fraction, seed=seed, wait=wait)
     _err(f"dataset {name!r}: " + ", ".join(f"{k} {v} responses" for k, v in counts.items()))
 
 

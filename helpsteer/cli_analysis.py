@@ -51,7 +51,9 @@ def print_summary(res: dict, workspace: Path, name: str) -> None:
     if a["available"]:
         import polars as pl
 
-        tab = pl.read_parquet(workspace / "datasets" / name / "analysis" / "annotators.parquet")
+        from . import store
+
+        tab = pl.read_parquet(store.require(workspace, name) / "analysis" / "annotators.parquet")
         t = Table(title=f"annotators, worst first ({a['n_flagged']} of {a['n_annotators']} flagged as noise)")
         for c in ("annotator", "items", "offset", "agreement", "flagged"):
             t.add_column(c)
@@ -86,6 +88,7 @@ def register(app: typer.Typer) -> None:
         rounding: str = typer.Option("none", "--rounding", help="Item labels: none or nearest (integer labels like HelpSteer's)."),
         derive_attribute: str = typer.Option("helpfulness", "--derive-attribute", help="Attribute that ratings -> pairs compares."),
         json_out: bool = typer.Option(False, "--json", help="Print agreement.json instead of tables."),
+        wait: bool = typer.Option(False, "--wait", help="If another process is writing this dataset, wait for it instead of exiting 2 at once."),
     ) -> None:
         """Annotator agreement, annotator quality, aggregation and diverging preferences of a dataset."""
         from .analyze import AnalysisConfig, run_analysis
@@ -99,7 +102,7 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"--rounding must be none or nearest, got {rounding!r}")
         cfg = AnalysisConfig(n_bootstrap=bootstrap, seed=seed, min_shared=min_shared, aggregation=aggregation, min_annotators=min_annotators,
                              max_distance=max_distance, k=k, rounding=rounding, derive_attribute=derive_attribute)
-        res = run_analysis(workspace, name, cfg)
+        res = run_analysis(workspace, name, cfg, wait=wait)
         if json_out:
             import orjson
 

@@ -176,25 +176,34 @@ def ingest(
     announce=None,
     mapping: Mapping | None = None,
     source_names: dict[Path, str] | None = None,
+    wait: bool = False,
 ) -> IngestReport:
     """Ingest files into WS/datasets/NAME. mode: None (must not exist), 'append' or 'replace'.
     mapping: a parsed --map (helpsteer.formats.mapped.parse_map) that reads every file.
     source_names: what the manifest and quarantine call a file instead of its path (annotate pull
-    reads a temporary file and records the project's URL, so two pulls give the same dataset)."""
+    reads a temporary file and records the project's URL, so two pulls give the same dataset).
+    wait: queue behind another process writing NAME instead of exiting 2 at once."""
     workspace = Path(workspace)
     store.check_name(name)
-    exists = store.exists(workspace, name)
-    if exists and mode is None:
-        raise UsageError(f"dataset {name!r} already exists in {workspace}; pass --append to add sources or --replace to swap it")
     files = expand_paths(paths)
     if not files:
         raise UsageError("no input files given")
-    old_manifest = store.read_manifest(workspace, name) if exists and mode == "append" else None
-    known_sha = {s["sha256"] for s in (old_manifest or {}).get("sources", [])}
+    recognised, skipped_files = _recognise_all(files, fmt, mapping, strict=strict, announce=announce)  # before any write
+    with store.writing(workspace, name, wait=wait) as w:  # the lock: a second writer waits (--wait) or exits 2
+        exists = w.base is not None
+        if exists and mode is None:
+            raise UsageError(f"dataset {name!r} already exists in {workspace}; pass --append to add sources or --replace to swap it")
+        old_manifest = orjson.loads((w.base / "manifest.json").read_bytes()) if exists and mode == "append" else None
+        report = _ingest_locked(recognised, skipped_files, w, workspace, name, strict=strict, drop_empty=drop_empty, shared=shared,
+                                announce=announce, mapping=mapping, old_manifest=old_manifest, source_names=source_names)
+        w.commit()
+    report.path = store.dataset_path(workspace, name)
+    return report
 
-    # recognise every file before writing anything
-    plan: list[tuple[Path, Format, str]] = []
-    skipped: list[str] = []
+
+def _recognise_all(files, fmt: str, mapping: Mapping | None, *, strict: bool, announce) -> tuple[list[tuple[Path, Format]], list[tuple[str, str]]]:
+    """The reader of every file, and the folder files no reader takes (path, reason)."""
+    recognised: list[tuple[Path, Format]] = []
     skipped_files: list[tuple[str, str]] = []
     for f, in_folder in files:
         try:
@@ -209,12 +218,25 @@ def ingest(
         if announce:
             how = " (--map)" if mapping is not None else " (auto-detected)" if fmt == "auto" else ""
             announce(f"{f}: format {chosen.name}{how}")
+        recognised.append((f, chosen))
+    return recognised, skipped_files
+
+
+def _ingest_locked(recognised, skipped_files, w: store.Writing, workspace: Path, name: str, *, strict: bool, drop_empty: bool, shared: dict | None,
+                   announce, mapping: Mapping | None, old_manifest: dict | None, source_names: dict | None) -> IngestReport:
+    known_sha = {s["sha256"] for s in (old_manifest or {}).get("sources", [])}
+    plan: list[tuple[Path, Format, str]] = []
+    before: dict[Path, tuple[int, int, str]] = {}  # size, mtime and sha256 before reading: compared after
+    skipped: list[str] = []
+    for f, chosen in recognised:
+        st = f.stat()
         sha = file_sha256(f)
         if sha in known_sha:
             skipped.append(str(f))
             if announce:
                 announce(f"{f}: already in {name!r} (same sha256), skipped")
             continue
+        before[f] = (st.st_size, st.st_mtime_ns, sha)
         plan.append((f, chosen, sha))
     if not plan and skipped_files:
         raise UsageError(f"nothing to ingest: no reader takes any of the {len(skipped_files)} files given (first: {skipped_files[0][0]}: {skipped_files[0][1]})")
@@ -223,24 +245,32 @@ def ingest(
         if clash:
             raise UsageError(f"{f} ({chosen.name}) cannot be ingested together with {clash[0]} ({clash[1].name}): {chosen.conflicts[clash[1].name]}")
     plan.sort(key=lambda x: x[1].order)  # e.g. LLMFAO pairs before their votes
-    staging = store.new_staging(workspace, name)
-    try:
-        report = _run(plan, staging, name, strict=strict, drop_empty=drop_empty, shared=shared or {}, workspace=workspace,
-                      old=old_manifest, announce=announce, mapping=mapping, skipped_files=skipped_files, source_names=source_names)
-        report.skipped = skipped
-        report.skipped_files = skipped_files
-        if old_manifest is None and sum(s.ingested for s in report.sources) == 0:
-            first = next((s for s in report.sources if s.reasons), None)
-            why = f"; most common reason: {max(first.reasons, key=first.reasons.get)}" if first else ""
-            raise UsageError(f"nothing ingestable in {', '.join(str(f) for f, _, _ in plan) or 'the given files'}{why}")
-        store.commit(staging, workspace, name)
-        report.path = store.dataset_path(workspace, name)
-        return report
-    except BaseException:
-        import shutil
+    report = _run(plan, w.path, name, strict=strict, drop_empty=drop_empty, shared=shared or {}, workspace=workspace,
+                  old=old_manifest, announce=announce, mapping=mapping, skipped_files=skipped_files, source_names=source_names)
+    report.skipped = skipped
+    report.skipped_files = skipped_files
+    store.fault_point("read")
+    for f, (size, mtime, sha) in before.items():
+        _check_unchanged(f, size, mtime, sha)
+    if old_manifest is None and sum(s.ingested for s in report.sources) == 0:
+        first = next((s for s in report.sources if s.reasons), None)
+        why = f"; most common reason: {max(first.reasons, key=first.reasons.get)}" if first else ""
+        raise UsageError(f"nothing ingestable in {', '.join(str(f) for f, _, _ in plan) or 'the given files'}{why}")
+    return report
 
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+
+def _check_unchanged(f: Path, size: int, mtime: int, sha: str) -> None:
+    """A source must be the same file after reading as before (size, mtime and sha256): else what was
+    read matches neither version, and the recorded sha256 would make --append skip the real one."""
+    try:
+        st = f.stat()
+        now = (st.st_size, st.st_mtime_ns, file_sha256(f) if (st.st_size, st.st_mtime_ns) == (size, mtime) else None)
+    except OSError as e:
+        raise UsageError(f"{f}: disappeared while it was being read ({e.strerror}); nothing was written") from None
+    if now != (size, mtime, sha):
+        what = (f"size {size} -> {now[0]} bytes" if now[0] != size else "modification time changed" if now[1] != mtime
+                else "same size and time, different sha256")
+        raise UsageError(f"{f}: changed while it was being read ({what}); nothing was written, ingest it again once it is complete")
 
 
 def _run(plan, staging: Path, name: str, *, strict: bool, drop_empty: bool, shared: dict, workspace: Path, old: dict | None, announce,
@@ -261,7 +291,10 @@ def _run(plan, staging: Path, name: str, *, strict: bool, drop_empty: bool, shar
             bar = _progress(path)
             for chunk in iter_chunks(path, fmt.spec, state):
                 n_before = rep.quarantined
-                _ingest_chunk(chunk, fmt, ctx, rep, sink, quarantine, seen_keys, seen_responses, strict=strict, drop_empty=drop_empty)
+                if strict:
+                    _strict_chunk(chunk, fmt, ctx, rep, sink, seen_keys, seen_responses, drop_empty=drop_empty)
+                else:
+                    _ingest_chunk(chunk, fmt, ctx, rep, sink, quarantine, seen_keys, seen_responses, strict=False, drop_empty=drop_empty)
                 if bar is not None:
                     bar.update(chunk.frame.height + len(chunk.bad))
                     bar.set_postfix(quarantined=rep.quarantined) if rep.quarantined != n_before else None
@@ -298,6 +331,21 @@ def _run(plan, staging: Path, name: str, *, strict: bool, drop_empty: bool, shar
         manifest["skipped"] = [{"path": p, "reason": r} for p, r in skipped_files]
     store.write_json(staging / "manifest.json", manifest)
     return IngestReport(name=name, path=staging, sources=reports, tables=tables)
+
+
+def _strict_chunk(chunk: Chunk, fmt: Format, ctx: Ctx, rep: SourceReport, sink: _TableSink, seen_keys: dict, seen_responses: set,
+                  *, drop_empty: bool) -> None:
+    """--strict: stop at the chunk's first bad record in file order, whichever check found it (a
+    structural error, a duplicate, a rating out of range, ...), not at the first check that ran."""
+    import io
+
+    found = io.BytesIO()
+    probe = SourceReport(path=rep.path, format=rep.format, sha256=rep.sha256)
+    _ingest_chunk(chunk, fmt, ctx, probe, sink, found, seen_keys, seen_responses, strict=False, drop_empty=drop_empty)
+    entries = [orjson.loads(line) for line in found.getvalue().splitlines()]
+    if entries:
+        first = min(entries, key=lambda e: e["line"])
+        raise UsageError(f"{rep.path}:{first['line']}: {first['reason']} (--strict: nothing was written)")
 
 
 def _now() -> str:

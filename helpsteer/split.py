@@ -9,6 +9,7 @@ from __future__ import annotations
 from hashlib import blake2b
 from pathlib import Path
 
+import orjson
 import polars as pl
 
 from . import store
@@ -52,26 +53,20 @@ def assign(responses: pl.DataFrame, preferences: pl.DataFrame, eval_fraction: fl
     return responses.with_columns(pl.col("prompt_id").replace_strict(split_of, return_dtype=pl.String).alias("split"))
 
 
-def split_dataset(workspace: Path, name: str, eval_fraction: float = 0.2, seed: int = 0) -> dict[str, int]:
+def split_dataset(workspace: Path, name: str, eval_fraction: float = 0.2, seed: int = 0, *, wait: bool = False) -> dict[str, int]:
     store.require(workspace, name)
-    responses = store.load_table(workspace, name, "responses")
-    if responses.height == 0:
-        raise UsageError(f"dataset {name!r} has no responses to split")
-    prefs = store.load_table(workspace, name, "preferences", ["response_a_id", "response_b_id"])
-    responses = assign(responses, prefs, eval_fraction, seed)
-    staging = store.new_staging(workspace, name)
-    try:
-        store.copy_dataset_to(workspace, name, staging)
-        store.write_parquet(responses, staging / "responses.parquet")
-        manifest = store.read_manifest(workspace, name)
+    with store.writing(workspace, name, wait=wait) as w:  # read and rewrite one version, under the lock
+        responses = store.load_table(workspace, name, "responses")
+        if responses.height == 0:
+            raise UsageError(f"dataset {name!r} has no responses to split")
+        prefs = store.load_table(workspace, name, "preferences", ["response_a_id", "response_b_id"])
+        responses = assign(responses, prefs, eval_fraction, seed)
+        w.copy_base()
+        store.write_parquet(responses, w.path / "responses.parquet")
+        manifest = orjson.loads((w.base / "manifest.json").read_bytes())
         counts = {str(k): int(v) for k, v in responses.group_by("split").len().sort("split").iter_rows()}
         manifest["splits"] = counts
         manifest["split_config"] = {"by": "prompt", "eval_fraction": eval_fraction, "seed": seed}
-        store.write_json(staging / "manifest.json", manifest)
-        store.commit(staging, workspace, name)
-    except BaseException:
-        import shutil
-
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        store.write_json(w.path / "manifest.json", manifest)
+        w.commit()
     return counts

@@ -1,16 +1,37 @@
-"""The workspace store: WS/datasets/NAME/{manifest.json, <table>.parquet, quarantine.jsonl}.
+"""The workspace store: WS/datasets/NAME/{manifest.json, <table>.parquet, quarantine.jsonl, analysis/}.
 
-Every write goes to a hidden temporary folder beside the dataset and is renamed into place, so an
-interrupted command leaves either the old dataset or the new one, never half of either."""
+Each write makes a new immutable version folder, WS/datasets/.versions/NAME/<id>, and WS/datasets/NAME
+is a symlink to the current one, swapped with one os.replace. So at every instant NAME is either the
+old version or the new one, never half of either; a writer holds NAME's lock (the filelock package)
+for the whole read-modify-write, so two writers cannot lose each other's sources; and a reading
+process pins the version it first resolved, so all its reads come from one version even while a
+writer commits (the writer removes an old version only when no live process pins it).
+
+The commit protocol, in order (a kill anywhere leaves a state `recover` resolves on the next write):
+1. every file is written and fsynced in .versions/NAME/.tmp-<pid>-<rand>/;
+2. that folder is renamed to .versions/NAME/<id> (ids sort by time);
+3. a new symlink .link-NAME-<rand> -> .versions/NAME/<id> replaces NAME (os.replace, atomic): this
+   is the commit point;
+4. versions older than the current one that no live process pins are removed.
+`recover` removes a staging folder of a dead process and a version newer than the link's (a commit
+killed between 2 and 3: rolled back); with no link at all (a first commit killed between 2 and 3),
+readers take the newest version and `recover` links it (rolled forward). A workspace written
+before versions existed (NAME a plain folder) is moved into .versions on its next write."""
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import re
 import shutil
+import signal
+import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
+import filelock
 import orjson
 import polars as pl
 
@@ -18,6 +39,9 @@ from .errors import UsageError
 from .schema import TABLES, empty
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_VERSION = re.compile(r"^\d{20}-\d+$")  # <time_ns>-<pid>: sorts by creation time
+VERSIONS = ".versions"
+LOCKS = ".locks"
 
 
 def datasets_root(workspace: Path) -> Path:
@@ -31,16 +55,97 @@ def check_name(name: str) -> str:
 
 
 def dataset_path(workspace: Path, name: str) -> Path:
+    """WS/datasets/NAME: the user-facing path (a symlink to the current version)."""
     return datasets_root(workspace) / check_name(name)
 
 
+def _versions_dir(workspace: Path, name: str) -> Path:
+    return datasets_root(workspace) / VERSIONS / name
+
+
+def _versions(workspace: Path, name: str) -> list[str]:
+    """The complete version ids of NAME, oldest first."""
+    d = _versions_dir(workspace, name)
+    if not d.is_dir():
+        return []
+    return sorted(p.name for p in d.iterdir() if _VERSION.match(p.name) and (p / "manifest.json").exists())
+
+
+def _resolve(workspace: Path, name: str) -> Path | None:
+    """The folder NAME stands for now: the version its link points at, a pre-version plain folder,
+    or None."""
+    link = dataset_path(workspace, name)
+    if link.is_symlink():
+        target = Path(os.path.realpath(link))
+        return target if (target / "manifest.json").exists() else None
+    if link.is_dir() and (link / "manifest.json").exists():
+        return link
+    return None
+
+
+# -- reading: one process sees one version of each dataset ----------------------------------------
+
+_pinned: dict[tuple[str, str], Path] = {}
+
+
+def _pin_file(version: Path) -> Path:
+    return version.parent / f".pin-{version.name}-{os.getpid()}"
+
+
+def _pin(workspace: Path, name: str) -> Path | None:
+    """Resolve NAME and pin that version for this process. The pin is made before the version is
+    checked again, so a writer that removes old versions after its link swap either sees the pin or
+    has already swapped, in which case the check fails and we resolve again."""
+    for _ in range(100):
+        version = _resolve(workspace, name)
+        if version is None or not _is_version(version):  # none, or a pre-version plain folder
+            return version
+        _pin_file(version).touch()
+        if _resolve(workspace, name) == version:
+            return version
+        _pin_file(version).unlink(missing_ok=True)
+    raise UsageError(f"dataset {name!r} in {workspace} changes faster than it can be read; try again")
+
+
+def _is_version(path: Path) -> bool:
+    return path.parent.parent.name == VERSIONS
+
+
+def _key(workspace: Path, name: str) -> tuple[str, str]:
+    return (str(Path(workspace).resolve()), name)
+
+
+def current(workspace: Path, name: str) -> Path | None:
+    """The version folder this process reads NAME from (pinned on first use), or None."""
+    key = _key(workspace, name)
+    got = _pinned.get(key)
+    if got is not None and (got / "manifest.json").exists():
+        return got
+    got = _pin(workspace, name)
+    if got is not None:
+        _pinned[key] = got
+    return got
+
+
+def refresh() -> None:
+    """Forget this process's pins, so the next read sees the newest versions (the dashboard calls
+    this at the start of each run of a page; CLI commands read one version for their lifetime)."""
+    for version in _pinned.values():
+        _pin_file(version).unlink(missing_ok=True)
+    _pinned.clear()
+
+
+atexit.register(refresh)
+
+
 def exists(workspace: Path, name: str) -> bool:
-    return (dataset_path(workspace, name) / "manifest.json").exists()
+    return _resolve(workspace, name) is not None
 
 
 def require(workspace: Path, name: str) -> Path:
-    path = dataset_path(workspace, name)
-    if not (path / "manifest.json").exists():
+    """The folder of NAME's version this process reads (a UsageError naming the datasets if none)."""
+    path = current(workspace, name)
+    if path is None:
         have = ", ".join(m["name"] for m in list_datasets(workspace)) or "none"
         raise UsageError(f"no dataset {name!r} in workspace {workspace} (datasets: {have}); create it with `helpsteer ingest`")
     return path
@@ -50,17 +155,22 @@ def read_manifest(workspace: Path, name: str) -> dict:
     return orjson.loads((require(workspace, name) / "manifest.json").read_bytes())
 
 
-def list_datasets(workspace: Path) -> list[dict]:
+def names(workspace: Path) -> list[str]:
     root = datasets_root(workspace)
     if not root.exists():
         return []
+    found = {p.name for p in root.iterdir() if _NAME.match(p.name)}
+    if (root / VERSIONS).is_dir():
+        found |= {p.name for p in (root / VERSIONS).iterdir() if _NAME.match(p.name)}
+    return sorted(n for n in found if _resolve(workspace, n) is not None)
+
+
+def list_datasets(workspace: Path) -> list[dict]:
     out = []
-    for d in sorted(root.iterdir()):
-        if d.name.startswith(".") or not (d / "manifest.json").exists():
-            continue
+    for name in names(workspace):
         try:
-            out.append(orjson.loads((d / "manifest.json").read_bytes()))
-        except orjson.JSONDecodeError:
+            out.append(orjson.loads((require(workspace, name) / "manifest.json").read_bytes()))
+        except (orjson.JSONDecodeError, OSError, UsageError):
             continue
     return out
 
@@ -78,30 +188,34 @@ def scan_table(workspace: Path, name: str, table: str) -> pl.LazyFrame:
     return pl.scan_parquet(path) if path.exists() else empty(table).lazy()
 
 
-def new_staging(workspace: Path, name: str) -> Path:
-    """A fresh hidden folder beside the datasets, removed again unless committed."""
-    root = datasets_root(workspace)
-    root.mkdir(parents=True, exist_ok=True)
-    _clean_stale(root)
-    path = root / f".tmp-{check_name(name)}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    path.mkdir()
-    return path
+def table_counts(folder: Path) -> dict[str, int]:
+    counts = {}
+    for t in TABLES:
+        p = folder / f"{t}.parquet"
+        counts[t] = pl.scan_parquet(p).select(pl.len()).collect().item() if p.exists() else 0
+    return counts
 
 
-def _clean_stale(root: Path) -> None:
-    """Remove staging folders left by killed processes (their pid is gone)."""
-    for d in root.glob(".tmp-*"):
-        try:
-            pid = int(d.name.split("-")[-2])
-        except (ValueError, IndexError):
-            continue
-        if pid != os.getpid() and not _alive(pid):
-            shutil.rmtree(d, ignore_errors=True)
-    for d in root.glob(".trash-*"):
-        shutil.rmtree(d, ignore_errors=True)
+# -- writing ----------------------------------------------------------------------------------------
+
+def fault_point(step: str) -> None:
+    """Fault tests stop a real process at a named step of a write: HELPSTEER_KILL_AT=<step> SIGKILLs it
+    there; HELPSTEER_PAUSE_AT=<step> with HELPSTEER_PAUSE_FILE=<path> creates that file and waits
+    (at most 120 s) until the test removes it. Steps: read (sources read, not yet checked),
+    staged, versioned, linked, gc, migrated, deleted."""
+    if os.environ.get("HELPSTEER_KILL_AT") == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get("HELPSTEER_PAUSE_AT") == step and os.environ.get("HELPSTEER_PAUSE_FILE"):
+        flag = Path(os.environ["HELPSTEER_PAUSE_FILE"])
+        flag.touch()
+        deadline = time.monotonic() + 120
+        while flag.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
 
 
 def _alive(pid: int) -> bool:
+    if pid <= 0:  # not a pid we wrote: keep what we cannot place
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -111,24 +225,290 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def commit(staging: Path, workspace: Path, name: str) -> Path:
-    """Atomically put the staged folder in place of NAME (swapping out an old one)."""
-    final = dataset_path(workspace, name)
-    if final.exists():
-        trash = final.parent / f".trash-{name}-{uuid.uuid4().hex[:8]}"
-        os.rename(final, trash)
-        os.rename(staging, final)
-        shutil.rmtree(trash, ignore_errors=True)
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(folder: Path) -> None:
+    for p in folder.rglob("*"):
+        if p.is_file() and not p.is_symlink():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+    _fsync_dir(folder)
+
+
+def _lock_path(workspace: Path, name: str) -> Path:
+    return datasets_root(workspace) / LOCKS / f"{name}.lock"
+
+
+@dataclass
+class Writing:
+    """One write of a dataset, under its lock: files go in `path`; `base` is the version it starts
+    from (None: the dataset does not exist yet). `commit()` makes it the current version."""
+
+    workspace: Path
+    name: str
+    path: Path
+    base: Path | None
+    committed: Path | None = None
+
+    def copy_base(self, skip: tuple[str, ...] = ()) -> None:
+        """Put the base version's files in the new one (hard links: versions are never modified in
+        place, every write replaces a file), to rewrite some of them."""
+        if self.base is None:
+            return
+        for p in self.base.iterdir():
+            if p.name in skip or p.name.startswith("."):
+                continue
+            if p.is_dir():
+                shutil.copytree(p, self.path / p.name, copy_function=_link_or_copy)
+            else:
+                _link_or_copy(p, self.path / p.name)
+
+    def commit(self) -> Path:
+        if not (self.path / "manifest.json").exists():
+            raise RuntimeError(f"commit of {self.name!r} without a manifest.json")
+        _fsync_tree(self.path)
+        fault_point("staged")
+        vdir = self.path.parent
+        version = vdir / _new_id(self.workspace, self.name)
+        os.rename(self.path, version)  # the commit point
+        _fsync_dir(vdir)
+        fault_point("versioned")
+        _point_link(self.workspace, self.name, version)
+        fault_point("linked")
+        self.committed = version
+        key = _key(self.workspace, self.name)
+        old = _pinned.pop(key, None)
+        if old is not None and old != version:
+            _pin_file(old).unlink(missing_ok=True)
+        _pin_file(version).touch()
+        _pinned[key] = version
+        _gc(self.workspace, self.name)
+        return version
+
+
+def _new_id(workspace: Path, name: str) -> str:
+    """A version id newer than every existing one (even if the clock stepped back)."""
+    have = _versions(workspace, name)
+    t = time.time_ns()
+    if have:
+        t = max(t, int(have[-1].split("-")[0]) + 1)
+    return f"{t:020d}-{os.getpid()}"
+
+
+def _link_or_copy(src, dst) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _point_link(workspace: Path, name: str, version: Path) -> None:
+    link = dataset_path(workspace, name)
+    tmp = link.parent / f".link-{name}-{uuid.uuid4().hex[:8]}"
+    os.symlink(os.path.relpath(version, link.parent), tmp)
+    os.replace(tmp, link)
+    _fsync_dir(link.parent)
+
+
+def _live_pins(vdir: Path, version: str) -> bool:
+    live = False
+    for pin in vdir.glob(f".pin-{version}-*"):
+        pid = int(pin.name.rsplit("-", 1)[1])
+        if _alive(pid):
+            live = True
+        else:
+            pin.unlink(missing_ok=True)
+    return live
+
+
+def _gc(workspace: Path, name: str) -> None:
+    """Remove the versions older than the current one that no live process reads."""
+    now = _resolve(workspace, name)
+    vdir = _versions_dir(workspace, name)
+    for v in _versions(workspace, name):
+        if now is not None and v < now.name and not _live_pins(vdir, v):
+            trash = vdir / f".trash-{v}"
+            os.rename(vdir / v, trash)
+            fault_point("gc")
+            shutil.rmtree(trash, ignore_errors=True)
+
+
+def recover(workspace: Path, name: str) -> None:
+    """Finish or roll back what a killed write of NAME left behind (call under NAME's lock)."""
+    root = datasets_root(workspace)
+    link = dataset_path(workspace, name)
+    vdir = _versions_dir(workspace, name)
+    for tmp in _leftovers(root, "link", name):
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)  # a migration's old plain folder, already exchanged
+        else:
+            tmp.unlink(missing_ok=True)
+    # the layout before versions: NAME a plain folder, and the two-rename commit's leftovers
+    if not link.exists() and not link.is_symlink():
+        trash = sorted(_leftovers(root, "trash", name), key=lambda p: p.stat().st_mtime)
+        if trash and not _versions(workspace, name):
+            os.rename(trash[-1], link)  # a commit killed between its two renames: keep the old dataset
+    for old in _leftovers(root, "trash", name):
+        shutil.rmtree(old, ignore_errors=True)
+    if link.is_dir() and not link.is_symlink():
+        _migrate(workspace, name)
+    if vdir.is_dir():
+        for trash in vdir.glob(".trash-*"):
+            shutil.rmtree(trash, ignore_errors=True)
+        for p in vdir.iterdir():  # a version folder without its manifest cannot be a committed one
+            if _VERSION.match(p.name) and not (p / "manifest.json").exists():
+                shutil.rmtree(p, ignore_errors=True)
+    if not link.is_symlink():
+        migrated = [v for v in _versions(workspace, name) if (vdir / v / MIGRATED).exists()]
+        if migrated:  # a migration without renameat2 killed between its rename and its link: finish it
+            _point_link(workspace, name, vdir / migrated[-1])
+    now = _resolve(workspace, name)
+    if now is None and link.is_symlink():
+        link.unlink()  # dangling: a delete killed before its last step
+    for v in _versions(workspace, name):
+        if now is None or v > now.name:  # committed after the link's version, or with no link: a killed commit, rolled back
+            shutil.rmtree(vdir / v, ignore_errors=True)
+    if now is not None:
+        _gc(workspace, name)
+
+
+def _leftovers(root: Path, kind: str, name: str) -> list[Path]:
+    """.link-NAME-<hex8> and the pre-version layout's .trash-NAME-<hex8> (exactly NAME: not NAME-x's)."""
+    pattern = re.compile(rf"^\.{kind}-{re.escape(name)}-[0-9a-f]{{8}}$")
+    return [p for p in root.iterdir() if pattern.match(p.name)] if root.is_dir() else []
+
+
+MIGRATED = ".migrated"  # in a version made from a pre-version plain folder
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+def _migrate(workspace: Path, name: str) -> None:
+    """A pre-version plain folder NAME becomes a version and NAME its link, with no instant at
+    which NAME is absent: a linked copy (hard links) is made a version, then the folder and a new
+    link are exchanged in one renameat2. Elsewhere: the folder is renamed into .versions (marked, so
+    that `recover` finishes the move if a kill comes before the link)."""
+    link = dataset_path(workspace, name)
+    vdir = _versions_dir(workspace, name)
+    vdir.mkdir(parents=True, exist_ok=True)
+    version = vdir / _new_id(workspace, name)
+    tmp = link.parent / f".link-{name}-{uuid.uuid4().hex[:8]}"
+    os.symlink(os.path.relpath(version, link.parent), tmp)
+    staging = vdir / f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    shutil.copytree(link, staging, copy_function=_link_or_copy)
+    os.rename(staging, version)
+    if _exchange(tmp, link):
+        fault_point("migrated")
+        shutil.rmtree(tmp, ignore_errors=True)  # the old plain folder, now under the temporary name
     else:
-        os.rename(staging, final)
-    return final
+        tmp.unlink()
+        shutil.rmtree(version)
+        (link / MIGRATED).touch()
+        os.rename(link, version)
+        fault_point("migrated")
+        _point_link(workspace, name, version)
+    _fsync_dir(link.parent)
 
 
-def delete(workspace: Path, name: str) -> None:
-    path = require(workspace, name)
-    trash = path.parent / f".trash-{name}-{uuid.uuid4().hex[:8]}"
-    os.rename(path, trash)
-    shutil.rmtree(trash, ignore_errors=True)
+def _pid_of(folder_name: str) -> int:
+    try:
+        return int(folder_name.split("-")[-2])
+    except (ValueError, IndexError):
+        return -1
+
+
+@contextlib.contextmanager
+def writing(workspace: Path, name: str, *, wait: bool = False):
+    """Hold NAME's lock, recover it, and yield a `Writing` whose folder is removed unless committed.
+    Without `wait`, a dataset another process is writing is a UsageError (exit 2) at once."""
+    check_name(name)
+    root = datasets_root(workspace)
+    made = not root.exists()  # a write that fails in a new workspace leaves no folder behind
+    made_ws = not Path(workspace).exists()
+    try:
+        (root / LOCKS).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"workspace {workspace}: cannot write there ({e.strerror})") from None
+    lock = filelock.FileLock(_lock_path(workspace, name))
+    owner = _lock_path(workspace, name).with_suffix(".owner")
+    try:
+        lock.acquire(timeout=-1 if wait else 0)
+    except filelock.Timeout:
+        who = owner.read_text().strip() if owner.exists() else "?"
+        raise UsageError(f"dataset {name!r} in {workspace} is being written by another process (pid {who}); "
+                         f"wait for it, or pass --wait to queue behind it") from None
+    try:
+        owner.write_text(str(os.getpid()))
+        clean_stale(workspace)
+        recover(workspace, name)
+        base = _resolve(workspace, name)
+        if base is not None and _is_version(base):
+            _pinned.pop(_key(workspace, name), None)  # a writer reads what it rewrites: the newest version
+            base = current(workspace, name)
+        vdir = _versions_dir(workspace, name)
+        vdir.mkdir(parents=True, exist_ok=True)
+        staging = vdir / f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        staging.mkdir()
+        w = Writing(workspace=Path(workspace), name=name, path=staging, base=base)
+        try:
+            yield w
+        finally:
+            if w.committed is None:
+                shutil.rmtree(staging, ignore_errors=True)
+    finally:
+        owner.unlink(missing_ok=True)
+        lock.release()
+        if made and not names(workspace):
+            shutil.rmtree(root, ignore_errors=True)
+            if made_ws:
+                with contextlib.suppress(OSError):
+                    Path(workspace).rmdir()  # only if still empty
+
+
+def delete(workspace: Path, name: str, *, wait: bool = False) -> None:
+    require(workspace, name)
+    with writing(workspace, name, wait=wait):
+        root = datasets_root(workspace)
+        vdir = _versions_dir(workspace, name)
+        trash = root / VERSIONS / f".trash-{name}-{uuid.uuid4().hex[:8]}"
+        os.rename(vdir, trash)  # from here NAME reads as absent; the link left dangling goes next
+        fault_point("deleted")
+        dataset_path(workspace, name).unlink(missing_ok=True)
+        refresh()
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def clean_stale(workspace: Path) -> None:
+    """Remove the staging folders of dead processes, of every dataset (the pre-version layout's
+    datasets/.tmp-NAME-<pid>-<hex8> included): they were never committed."""
+    root = datasets_root(workspace)
+    for tmp in [*root.glob(".tmp-*"), *root.glob(f"{VERSIONS}/*/.tmp-*")]:
+        if tmp.is_dir() and not _alive(_pid_of(tmp.name)):
+            shutil.rmtree(tmp, ignore_errors=True)
+    for trash in root.glob(f"{VERSIONS}/.trash-*"):  # a delete killed before its rmtree
+        shutil.rmtree(trash, ignore_errors=True)
+    # the pre-version layout's commit killed between its two renames left only .trash-NAME-<hex8>: put it back
+    for trash in root.glob(".trash-*-*"):
+        name = trash.name[len(".trash-"):].rsplit("-", 1)[0]
+        if _NAME.match(name) and trash.is_dir() and not dataset_path(workspace, name).exists() and not _versions(workspace, name):
+            os.rename(trash, dataset_path(workspace, name))
 
 
 def write_json(path: Path, obj) -> None:
@@ -141,21 +521,3 @@ def write_parquet(df: pl.DataFrame, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     df.write_parquet(tmp)
     os.replace(tmp, path)
-
-
-def copy_dataset_to(workspace: Path, name: str, staging: Path) -> None:
-    """Copy an existing dataset's files into a staging folder (to rewrite some of them)."""
-    src = require(workspace, name)
-    for p in src.iterdir():
-        if p.is_file():
-            shutil.copy2(p, staging / p.name)
-        elif p.is_dir():
-            shutil.copytree(p, staging / p.name)
-
-
-def table_counts(folder: Path) -> dict[str, int]:
-    counts = {}
-    for t in TABLES:
-        p = folder / f"{t}.parquet"
-        counts[t] = pl.scan_parquet(p).select(pl.len()).collect().item() if p.exists() else 0
-    return counts
