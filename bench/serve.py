@@ -2,7 +2,11 @@
 preset checkpoint, once with dynamic micro-batching (the default) and once with batch size 1, in
 the same run: requests/s, sequences/s, p50/p99 latency, errors (must be 0), and the ratio.
 
-Run:  .venv/bin/python bench/serve.py [--clients 64] [--duration 30] [--out bench/RESULTS.md]"""
+Run:  .venv/bin/python bench/serve.py [--clients 64] [--duration 30] [--out bench/RESULTS.md]
+
+`--memory` measures instead the server's memory (RSS) under 16 concurrent clients posting short
+texts, then (a fresh server) 1 MB texts: the goal is a peak within 1.5x of the short-text peak.
+Run:  .venv/bin/python bench/serve.py --memory [--clients 16] [--duration 20]"""
 
 from __future__ import annotations
 
@@ -117,15 +121,94 @@ def model_ceiling(run: Path, bodies: list[dict]) -> float:
     return rates[64] / rates[1]
 
 
+def long_workload(work: Path, n: int = 16, size: int = 1 << 20) -> list[dict]:
+    """One-item requests whose response is ~`size` bytes of real synthetic responses run together
+    (a distinct text per request), in their real conversations."""
+    rows = [json.loads(x) for _, x in zip(range(4000), (work / "syn" / "truth" / "responses.jsonl").open())]
+    out = []
+    for k in range(n):
+        parts, total, i = [], 0, k
+        while total < size:
+            r = rows[i % len(rows)]["response"]
+            parts.append(r)
+            total += len(r.encode()) + 1
+            i += n
+        out.append({"items": [{"messages": rows[k]["context"], "response": "\n".join(parts)[:size]}]})
+    return out
+
+
+def rss_under_load(run: Path, bodies: list[dict], clients: int, duration: float, work: Path, name: str) -> dict:
+    """A fresh server; its RSS (psutil, sampled every 20 ms) idle, at its peak during the load
+    (and the kernel's VmHWM high-water mark), and 2 s after the load ends."""
+    import threading
+
+    import psutil
+
+    with Server(run, log=work / f"serve-memory-{name}.log") as srv:
+        proc = psutil.Process(srv.proc.pid)
+        asyncio.run(load(srv.url, bodies[:4], 2, 1))  # warm-up: first forward passes, allocator pools
+        idle = proc.memory_info().rss
+        peak, stop = [idle], threading.Event()
+
+        def sample():
+            while not stop.is_set():
+                peak.append(proc.memory_info().rss)
+                time.sleep(0.02)
+
+        t = threading.Thread(target=sample)
+        t.start()
+        res = asyncio.run(load(srv.url, bodies, clients, duration))
+        stop.set()
+        t.join()
+        time.sleep(2)
+        after = proc.memory_info().rss
+        hwm = next(int(x.split()[1]) * 1024 for x in Path(f"/proc/{srv.proc.pid}/status").read_text().splitlines() if x.startswith("VmHWM"))
+    body = float(np.mean([len(json.dumps(b)) for b in bodies]))
+    return {**res, "body_bytes": body, "idle_mb": idle / 2**20, "peak_mb": max(peak) / 2**20, "hwm_mb": hwm / 2**20, "after_mb": after / 2**20}
+
+
+def memory(args, run: Path, work: Path) -> None:
+    short = rss_under_load(run, workload(work), args.clients, args.duration, work, "short")
+    long = rss_under_load(run, long_workload(work), args.clients, args.duration, work, "1mb")
+    ratio = long["peak_mb"] / short["peak_mb"]
+    print(json.dumps({"short": short, "1mb": long, "ratio": ratio}, indent=1))
+    cmd = f".venv/bin/python bench/serve.py --memory --clients {args.clients} --duration {args.duration:g}"
+    rows = "\n".join(f"| {name} | {r['body_bytes'] / 1024:,.1f} | {r['requests']} | {r['errors']} | {r['p50_ms']:.0f} | {r['idle_mb']:.0f} | "
+                     f"{r['peak_mb']:.0f} | {r['hwm_mb']:.0f} | {r['after_mb']:.0f} |"
+                     for name, r in (("short texts (synthetic HelpSteer2)", short), ("1 MB texts", long)))
+    section = f"""## Serving memory
+
+Command: `{cmd}` ({platform.machine()}, {os.cpu_count()} cores). The small-preset BT checkpoint of
+the Scoring API section (max length 256), a fresh `helpsteer serve` process with default settings
+per row, {args.clients} concurrent clients posting one-item `/v1/score` requests for {args.duration:g} s;
+the server's RSS sampled every 20 ms (psutil), VmHWM from /proc, and RSS again 2 s after the load.
+
+| texts | mean body kB | requests | errors | p50 ms | idle RSS MB | peak RSS MB | VmHWM MB | RSS after MB |
+|---|---|---|---|---|---|---|---|---|
+{rows}
+
+Peak RSS with 1 MB texts / with short texts: **{ratio:.2f}x** (goal: at most 1.5x: {"met" if ratio <= 1.5 else "NOT met"}).
+Only a bounded tail of each text is tokenized (`rm_training.scoring.tokenize_tail`). Before that
+(commit 65f9719, the whole text tokenized), the same command measured a peak of 2925 MB with 1 MB
+texts against 580 MB with short ones (5.04x), and 2273 MB still held 2 s after the load.
+"""
+    _write_section(Path(args.out), "## Serving memory", section)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--clients", type=int, default=64)
-    ap.add_argument("--duration", type=float, default=30)
+    ap.add_argument("--clients", type=int, default=None, help="concurrent clients (64; 16 with --memory)")
+    ap.add_argument("--duration", type=float, default=None, help="seconds of load per server (30; 20 with --memory)")
+    ap.add_argument("--memory", action="store_true", help="measure RSS with short vs 1 MB texts instead of throughput")
     ap.add_argument("--out", default=str(ROOT / "bench" / "RESULTS.md"))
     args = ap.parse_args()
     work = WORK / "serve"
     work.mkdir(parents=True, exist_ok=True)
     run = small_run(work)
+    if args.memory:
+        args.clients, args.duration = args.clients or 16, args.duration or 20
+        return memory(args, run, work)
+    args.clients, args.duration = args.clients or 64, args.duration or 30
     bodies = workload(work)
     ceiling = model_ceiling(run, bodies)
     dyn = measure(run, bodies, args.clients, args.duration, 64, work)
