@@ -367,7 +367,7 @@ def _hf_frames(path: Path) -> Iterator[tuple[str | None, pl.DataFrame]]:
         loaded = datasets.load_from_disk(str(path))
         parts = list(loaded.items()) if isinstance(loaded, datasets.DatasetDict) else [(None, loaded)]
         frames = [(split, pl.from_arrow(ds.data.table)) for split, ds in parts]
-    except Exception as e:  # a damaged folder fails in many ways (ArrowInvalid, JSONDecodeError, FileNotFoundError...)
+    except Exception as e:  # noqa: BLE001  (a damaged folder fails in many ways: ArrowInvalid, JSONDecodeError, FileNotFoundError...)
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise UsageError(f"{path}: not a readable datasets.save_to_disk folder ({type(e).__name__}: {first})") from None
     yield from frames
@@ -384,7 +384,6 @@ def _jsonl_chunks(path: Path, spec: dict, state: SourceState, *, fast: bool) -> 
     suspect_re = (
         r'"(?:' + "|".join(sorted(_re_escape(s) for s in strings)) + r')"\s*:\s*[^"\sn]' if strings else None
     )
-    dup_res = _duplicate_key_patterns(spec) if fast else []
     limit = max_line_bytes()
     overlong = _overlong_reason(limit)
     line_no = 0
@@ -435,7 +434,7 @@ def _jsonl_chunks(path: Path, spec: dict, state: SourceState, *, fast: bool) -> 
             last_partial = eof and state.truncated and bool(numbered) and not data.endswith(b"\n")  # data: up to the file's end
             state.records += len(numbered) + len(long_lines)
             if numbered:
-                chunk = _jsonl_chunk(numbered, spec, fast, suspect_re, truncated_last=last_partial, dup_res=dup_res)
+                chunk = _jsonl_chunk(numbered, spec, fast, suspect_re, truncated_last=last_partial)
                 chunk.bad.extend(long_lines)
                 yield chunk
             elif long_lines:
@@ -450,16 +449,18 @@ def _bad_chunk(first: BadRecord, spec: dict, more: list[BadRecord] | None = None
     return Chunk(frame=build_frame([], spec, [], []), bad=[first, *(more or [])])
 
 
-def _duplicate_key_patterns(spec: dict) -> list[str]:
-    """Regexes for lines where a field of the spec may be given twice in one object. polars keeps
-    the first value and orjson the last: such lines go the orjson way (last key wins, as in
-    Python's json). A top-level name counts anywhere on the line, a nested one within one
-    innermost object; a false alarm only costs the slower path."""
-    top = [n for n, t in spec.items() if t is not JSON and n != "__record__"]
+def _duplicate_keys(texts: pl.Series, spec: dict) -> pl.Series:
+    """Lines where a field of the spec may be given twice in one object. polars keeps the first
+    value and orjson the last: such lines go the orjson way (last key wins, as in Python's json).
+    A top-level name counts twice anywhere on the line (one regex pass for all of them), a nested
+    one twice within one innermost object; a false alarm only costs the slower path."""
+    top = sorted(n for n, t in spec.items() if t is not JSON and n != "__record__")
     nested = sorted(field_names(spec) - set(top))
-    out = [f'"{_re_escape(n)}"\\s*:.*"{_re_escape(n)}"\\s*:' for n in sorted(top)]
-    out += [f'\\{{[^{{}}]*"{_re_escape(n)}"\\s*:[^{{}}]*"{_re_escape(n)}"\\s*:' for n in nested]
-    return out
+    keys = texts.str.extract_all('"(?:' + "|".join(_re_escape(n) for n in top) + ')"\\s*:').list.eval(pl.element().str.replace_all(r"\s", ""))
+    dup = keys.list.len() != keys.list.n_unique()
+    for n in nested:
+        dup = dup | texts.str.contains(f'\\{{[^{{}}]*"{_re_escape(n)}"\\s*:[^{{}}]*"{_re_escape(n)}"\\s*:')
+    return dup.fill_null(False)
 
 
 def _re_escape(s: str) -> str:
@@ -468,8 +469,7 @@ def _re_escape(s: str) -> str:
     return re.escape(s)
 
 
-def _jsonl_chunk(numbered: list[tuple[int, bytes]], spec: dict, fast: bool, suspect_re: str | None, truncated_last: bool,
-                 dup_res: list[str] | None = None) -> Chunk:
+def _jsonl_chunk(numbered: list[tuple[int, bytes]], spec: dict, fast: bool, suspect_re: str | None, truncated_last: bool) -> Chunk:
     texts: list[str] = []
     bad: list[BadRecord] = []
     good: list[tuple[int, bytes, str]] = []
@@ -490,16 +490,16 @@ def _jsonl_chunk(numbered: list[tuple[int, bytes]], spec: dict, fast: bool, susp
             frame = frame.with_columns(
                 pl.Series("_line", [ln for ln, _, _ in good], dtype=pl.Int64), keys.alias("_key")
             )
-            patterns = ([suspect_re] if suspect_re is not None else []) + list(dup_res or [])
-            if patterns:
-                series = pl.Series(texts, dtype=pl.String)
-                suspect = pl.select(pl.any_horizontal([series.str.contains(p) for p in patterns])).to_series()
-                if suspect.any():
-                    clean = frame.filter(~suspect)
-                    redo = [(good[i], keys[i]) for i in suspect.arg_true().to_list()]
-                    slow = _slow_lines(redo, spec, truncated_last=False)
-                    frame = pl.concat([clean, slow.frame], how="vertical_relaxed").sort("_line") if slow.frame.height else clean
-                    bad.extend(slow.bad)
+            series = pl.Series(texts, dtype=pl.String)
+            suspect = _duplicate_keys(series, spec)
+            if suspect_re is not None:
+                suspect = suspect | series.str.contains(suspect_re)
+            if suspect.any():
+                clean = frame.filter(~suspect)
+                redo = [(good[i], keys[i]) for i in suspect.arg_true().to_list()]
+                slow = _slow_lines(redo, spec, truncated_last=False)
+                frame = pl.concat([clean, slow.frame], how="vertical_relaxed").sort("_line") if slow.frame.height else clean
+                bad.extend(slow.bad)
             return Chunk(frame=frame, bad=bad, lines=lines)
         except (pl.exceptions.PolarsError, Incompatible, ValueError, TypeError):
             pass  # something in this chunk needs the line-by-line path
