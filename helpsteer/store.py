@@ -100,7 +100,10 @@ def _pin(workspace: Path, name: str) -> Path | None:
         version = _resolve(workspace, name)
         if version is None or not _is_version(version):  # none, or a pre-version plain folder
             return version
-        _pin_file(version).touch()
+        try:
+            _pin_file(version).touch()
+        except OSError:  # a read-only workspace: nobody can write it, so nothing to pin against
+            return version
         if _resolve(workspace, name) == version:
             return version
         _pin_file(version).unlink(missing_ok=True)
@@ -131,7 +134,8 @@ def refresh() -> None:
     """Forget this process's pins, so the next read sees the newest versions (the dashboard calls
     this at the start of each run of a page; CLI commands read one version for their lifetime)."""
     for version in _pinned.values():
-        _pin_file(version).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            _pin_file(version).unlink(missing_ok=True)
     _pinned.clear()
 
 
@@ -445,15 +449,17 @@ def writing(workspace: Path, name: str, *, wait: bool = False):
     try:
         (root / LOCKS).mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise UsageError(f"workspace {workspace}: cannot write there ({e.strerror})") from None
+        raise UsageError(f"workspace {workspace}: cannot write there ({e.strerror}); nothing was written") from None
     lock = filelock.FileLock(_lock_path(workspace, name))
     owner = _lock_path(workspace, name).with_suffix(".owner")
     try:
         lock.acquire(timeout=-1 if wait else 0)
-    except filelock.Timeout:
+    except filelock.Timeout:  # (a subclass of OSError: caught first)
         who = owner.read_text().strip() if owner.exists() else "?"
         raise UsageError(f"dataset {name!r} in {workspace} is being written by another process (pid {who}); "
                          f"wait for it, or pass --wait to queue behind it") from None
+    except OSError as e:
+        raise UsageError(f"workspace {workspace}: cannot write there ({e.strerror or e}); nothing was written") from None
     try:
         owner.write_text(str(os.getpid()))
         clean_stale(workspace)

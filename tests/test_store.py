@@ -308,3 +308,28 @@ def test_analyze_and_split_write_new_versions_under_the_lock(ws, synth_dir, tmp_
     assert (folder / "analysis" / "agreement.json").exists()
     assert set(pl.read_parquet(folder / "responses.parquet")["split"].unique()) == {"train", "validation"}
     assert leftovers(ws) == []
+
+
+def read_only(ws: Path, *args) -> subprocess.CompletedProcess:
+    """`helpsteer ARGS` with WS mounted read-only (a private mount namespace: as root, file modes
+    alone do not stop writes); skips where mount namespaces are not allowed."""
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount --bind -o ro {ws} {ws}"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount read-only here (unshare -m: {probe.stderr.decode().strip()[:80]})")
+    cmd = " ".join(["exec", sys.executable, "-m", "helpsteer.cli", *map(str, args)])
+    return subprocess.run(["unshare", "-m", "sh", "-c", f"mount --bind -o ro {ws} {ws} && {cmd}"], cwd=ROOT, capture_output=True, text=True)
+
+
+def test_a_read_only_workspace_is_read_but_not_written(ws, two):
+    a, b = two
+    assert run_cli("ingest", a, "--workspace", ws, "--name", "d") == 0
+    before = sorted(str(p) for p in ws.rglob("*"))
+    for args in (["ingest", b, "--workspace", ws, "--name", "d", "--append"], ["split", "--workspace", ws, "--name", "d"],
+                 ["analyze", "--workspace", ws, "--name", "d", "--bootstrap", "0"], ["datasets", "--workspace", ws, "--delete", "d"]):
+        proc = read_only(ws, *args)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip().splitlines()[-1] == f"error: workspace {ws}: cannot write there (Read-only file system); nothing was written"
+        assert "Traceback" not in proc.stderr
+    listed = read_only(ws, "datasets", "--workspace", ws, "--json")
+    assert listed.returncode == 0 and [m["name"] for m in json.loads(listed.stdout)] == ["d"]
+    assert sorted(str(p) for p in ws.rglob("*")) == before

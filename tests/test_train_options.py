@@ -3,6 +3,7 @@ and what it must be, exit 2, before any work: no run directory is left behind.""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,26 @@ def test_rerun_skips_a_damaged_checkpoint_and_resumes_from_the_previous_one(ws, 
     assert (out / "model.safetensors").exists()
     state = json.loads((out / f"checkpoint-{steps[-1]}" / "trainer_state.json").read_text()) if (out / f"checkpoint-{steps[-1]}").exists() else None
     assert state is None or state["global_step"] == steps[-1]
+
+
+def test_a_read_only_workspace_is_one_line_before_any_work(ws, tmp_path):
+    """As root, file modes do not stop writes: the workspace is mounted read-only in a private mount
+    namespace (skipped where that is not allowed)."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mkdir -p {ws} && mount --bind -o ro {ws} {ws}"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount read-only here (unshare -m: {probe.stderr.decode().strip()[:80]})")
+    data = tmp_path / "in" / "x" / "train.jsonl"
+    data.parent.mkdir(parents=True)
+    row = {"prompt": "q", "response": "r", "helpfulness": 3, "correctness": 3, "coherence": 3, "complexity": 1, "verbosity": 1}
+    data.write_text("\n".join(json.dumps(dict(row, prompt=f"q{i}", response=f"r{i}")) for i in range(4)) + "\n")
+    assert run_cli("ingest", data, "--workspace", ws, "--name", "d") == 0
+    cmd = f"exec {sys.executable} -m helpsteer.cli train --workspace {ws} --name d --objective regression"
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", f"mount --bind -o ro {ws} {ws} && {cmd}"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == f"error: {ws}/runs/d-regression: not writable (Read-only file system); give --out a writable directory"
+    assert not (ws / "runs").exists()
