@@ -196,6 +196,34 @@ def test_bom_json_keeps_the_first_record(tmp_path, name):
     assert responses(tmp_path) == ["r1", "r2"]
 
 
+def test_bom_on_companion_files_beside_the_data(tmp_path):
+    """Files read beside the one named (SQuALITY's stories, TTCW's tests) drop a BOM too."""
+    bom = b"\xef\xbb\xbf"
+    data = tmp_path / "squality" / "data"
+    (data / "v1-3" / "txt").mkdir(parents=True)
+    story = {"metadata": {"passage_id": "7"}, "document": "A story.", "questions": [{"question_text": "What happens?"}]}
+    (data / "v1-3" / "txt" / "test.jsonl").write_bytes(bom + json.dumps(story).encode() + b"\n")
+    review = {"worker_id": "2", "correctness-rating": 50, "selection-rating": 20, "overall-rating": 30, "annotations": []}
+    line = {"passage-id": "7", "questions": {"0": {"bart": {"response": "a summary", "reviews": [review]}}}}
+    (data / "human-eval").mkdir()
+    (data / "human-eval" / "all-responses.jsonl").write_text(json.dumps(line) + "\n")
+    proc = ingest(tmp_path, data / "human-eval" / "all-responses.jsonl", name="sq")
+    assert proc.returncode == 0, proc.stderr
+    df = pl.read_parquet(tmp_path / "ws" / "datasets" / "sq" / "responses.parquet")
+    assert df.select("prompt", "flags").rows() == [("What happens?", [])]
+
+    base = tmp_path / "ttcw" / "Art_or_Artifice"
+    stories = [{"story_idx": 0, "story_id": "0_GPT4", "story_name": "T", "plot": "P", "content": "Once upon a time."}]
+    ann = [{"story_id": "0_GPT4", "expert_idx": 1, "ttcw_idx": 1, "category": "Narrative Ending", "binary_verdict": "Yes", "explanation": "earned"}]
+    tests = [{"ttcw_idx": "1", "torrance_dimension": "Fluency", "category": "Narrative Ending", "question": "Is the ending earned?", "full_prompt": "..."}]
+    for rel, rows in (("stories/s.json", stories), ("annotations/a.json", ann), ("tests/ttcw_all_tests.json", tests)):
+        (base / rel).parent.mkdir(parents=True, exist_ok=True)
+        (base / rel).write_bytes(bom + json.dumps(rows).encode())
+    proc = ingest(tmp_path, base / "annotations" / "a.json", base / "stories" / "s.json", name="tt")
+    assert proc.returncode == 0, proc.stderr
+    assert pl.read_parquet(tmp_path / "ws" / "datasets" / "tt" / "principles.parquet")["principle"].to_list() == ["Is the ending earned?"]
+
+
 # --- one odd record among the first ones must not decide the format -------------------------------
 def test_null_label_first_does_not_hide_llmbar(tmp_path):
     recs = [{"input": f"q{i}", "output_1": f"a{i}", "output_2": f"b{i}", "label": 1 + i % 2} for i in range(6)]

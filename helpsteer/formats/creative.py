@@ -11,6 +11,7 @@ from __future__ import annotations
 import orjson
 import polars as pl
 
+from ..readers import BOM
 from ..schema import JSON
 from . import Ctx, Format, register
 from .common import Result, responses_from, split_reasons, user_context, with_response_ids
@@ -109,9 +110,9 @@ def _tests(ctx: Ctx) -> dict:
     tests = ctx.shared.setdefault("ttcw_tests", {})
     beside = ctx.path.resolve().parent.parent / "tests" / "ttcw_all_tests.json" if ctx.path else None
     if beside is not None and beside.exists():
-        try:
-            _add_tests(tests, [r for r in orjson.loads(beside.read_bytes()) if isinstance(r, dict)])
-        except (orjson.JSONDecodeError, TypeError):
+        try:  # a byte order mark must not hide the questions
+            _add_tests(tests, [r for r in orjson.loads(beside.read_bytes().removeprefix(BOM)) if isinstance(r, dict)])
+        except (orjson.JSONDecodeError, TypeError, OSError):
             pass
     if not tests and "ttcw: no tests file" not in ctx.warnings:
         ctx.warnings.append("ttcw: no tests file (tests/ttcw_all_tests.json): principles are the test categories, not their questions")

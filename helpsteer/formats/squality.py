@@ -13,6 +13,7 @@ import logging
 import orjson
 import polars as pl
 
+from ..readers import BOM
 from ..schema import JSON
 from . import Ctx, Format, register
 from .common import Result, RowBuilder, iter_records
@@ -59,14 +60,17 @@ def _stories_beside(ctx: Ctx) -> dict:
     stories: dict = {}
     files = sorted((root / "v1-3" / "txt").glob("*.jsonl")) + sorted((root / "v1").glob("*.jsonl"))
     for f in files:
-        with open(f, "rb") as fh:
-            for raw in fh:
-                try:
-                    rec = orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    continue
-                if isinstance(rec, dict):
-                    _add_story(stories, rec)
+        try:
+            with open(f, "rb") as fh:
+                for raw in fh:
+                    try:
+                        rec = orjson.loads(raw.removeprefix(BOM))  # a byte order mark must not hide the first story
+                    except orjson.JSONDecodeError:
+                        continue
+                    if isinstance(rec, dict):
+                        _add_story(stories, rec)
+        except OSError as e:
+            ctx.warnings.append(f"squality: {f} is unreadable ({e.strerror or e}); the questions of its stories are missing")
     cache[root] = stories
     if files:
         log.info("SQuALITY question texts from %s", ", ".join(str(f) for f in files))
