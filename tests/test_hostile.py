@@ -319,6 +319,22 @@ def test_unreadable_file_single_and_in_a_folder(tmp_path):
     assert man["skipped"] == [{"path": str(bad), "reason": f"unreadable file ({why})"}]
 
 
+def test_unreadable_squality_stories_file_is_a_warning(tmp_path):
+    data = tmp_path / "squality" / "data"
+    (data / "v1-3" / "txt").mkdir(parents=True)
+    stories = data / "v1-3" / "txt" / "test.jsonl"
+    why = make_unreadable(stories)
+    review = {"worker_id": "2", "correctness-rating": 50, "selection-rating": 20, "overall-rating": 30, "annotations": []}
+    line = {"passage-id": "7", "questions": {"0": {"bart": {"response": "a summary", "reviews": [review]}}}}
+    (data / "human-eval").mkdir()
+    (data / "human-eval" / "all-responses.jsonl").write_text(json.dumps(line) + "\n")
+    proc = ingest(tmp_path, data / "human-eval" / "all-responses.jsonl", name="sq")
+    assert proc.returncode == 0, proc.stderr
+    assert f"  warning: squality: {stories.parent.resolve() / stories.name} is unreadable ({why}); the questions of its stories are missing" in proc.stderr.splitlines()
+    df = pl.read_parquet(tmp_path / "ws" / "datasets" / "sq" / "responses.parquet")
+    assert df.select("prompt", "flags").rows() == [("SQuALITY passage 7, question 1", ["no_question_text"])]
+
+
 # --- huge single lines: quarantined, never held whole ---------------------------------------------
 def test_line_over_the_limit_is_quarantined(tmp_path):
     path = data_dir(tmp_path) / "rows.jsonl"
