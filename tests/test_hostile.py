@@ -293,6 +293,26 @@ def test_duplicate_keys_last_one_wins_on_every_path(tmp_path):
     assert seen == {name: (["last", "r2"], [4.0, 3.0]) for name in files}
 
 
+def test_duplicate_nested_keys_last_one_wins_on_every_path(tmp_path):
+    """Inside a list of objects too (HelpSteer3's context turns and votes)."""
+    line = ('{"domain": "general", "language": "english", "context": [{"role": "user", "content": "first", "content": "Another"}], '
+            '"response1": "Snow", "response2": "Rain", "overall_preference": 2, '
+            '"individual_preference": [{"score": 1, "reasoning": "r", "score": -2}]}')
+    other = json.dumps({"domain": "general", "language": "english", "context": [{"role": "user", "content": "Q2"}], "response1": "A",
+                        "response2": "B", "overall_preference": 1, "individual_preference": [{"score": 1, "reasoning": "s"}]})
+    d = data_dir(tmp_path)
+    seen = {}
+    for i, name in enumerate(["clean.jsonl", "broken.jsonl"]):
+        (d / name).write_text(line + "\n" + other + "\n" + ("{broken\n" if name.startswith("broken") else ""))
+        proc = ingest(tmp_path, d / name, name=f"d{i}")
+        assert proc.returncode == 0, (name, proc.stderr)
+        assert f"{d / name}: format helpsteer3-preference (auto-detected)" in proc.stderr
+        prompts = sorted(set(pl.read_parquet(tmp_path / "ws" / "datasets" / f"d{i}" / "responses.parquet")["prompt"]))
+        votes = pl.read_parquet(tmp_path / "ws" / "datasets" / f"d{i}" / "preferences.parquet").filter(pl.col("annotator_id").is_not_null())
+        seen[name] = (prompts, sorted(votes["strength"].to_list()))
+    assert seen == {name: (["Another", "Q2"], [-2.0, 1.0]) for name in seen}
+
+
 # --- an unreadable file ------------------------------------------------------------------------
 def make_unreadable(path: Path) -> str:
     """A file whose reads fail: mode 000 for an ordinary user; root reads through permissions, so
