@@ -24,6 +24,7 @@ from serve_process import Server
 from rm_training.api import RewardClient
 from rm_training.api.app import create_app
 from rm_training.api.settings import Settings
+from rm_training.data import truncate_left
 from rm_training.scoring import Item, Scorer
 
 
@@ -361,3 +362,33 @@ def test_real_server_timeouts_and_a_client_that_leaves_mid_body(runs, tmp_path):
     finally:
         srv.stop()
     assert "Traceback" not in (tmp_path / "serve.log").read_text()
+
+
+def _status_kb(pid: int, field: str) -> int:
+    return next(int(x.split()[1]) for x in open(f"/proc/{pid}/status") if x.startswith(field + ":"))
+
+
+@pytest.mark.slow
+def test_real_server_memory_stays_bounded_with_megabyte_texts(runs, tmp_path):
+    """16 concurrent clients with a 1 MB response each: the server's peak RSS (VmHWM) stays within
+    1.5x of its RSS after a short request (tokenizing the whole texts took it to ~5x), and the
+    rewards are those of tokenizing each whole text and keeping its last max_length tokens."""
+    rng = np.random.default_rng(3)
+    words = "the a cat dog runs quickly answer paris france water blue".split()
+    texts = [" ".join(rng.choice(words, 200_000)) for _ in range(16)]
+    assert min(len(t) for t in texts) > 1_000_000
+    sc = Scorer(runs["bt"])
+    full = sc.tokenizer([sc.text(Item([{"role": "user", "content": "p"}], t)) for t in texts[:2]], add_special_tokens=False)["input_ids"]
+    want = sc.rewards(sc.logits(truncate_left(full, sc.max_length)[0]))
+    srv = Server(runs["bt"], log=tmp_path / "serve.log").wait()
+    try:
+        assert httpx.post(srv.url + "/v1/score", json={"items": [ITEMS[0]]}).status_code == 200
+        base = _status_kb(srv.proc.pid, "VmRSS")
+        with ThreadPoolExecutor(16) as pool:
+            got = list(pool.map(lambda t: httpx.post(srv.url + "/v1/score", json={"items": [{"prompt": "p", "response": t}]}, timeout=300), texts))
+        peak = _status_kb(srv.proc.pid, "VmHWM")
+    finally:
+        srv.stop()
+    assert [r.status_code for r in got] == [200] * 16 and all(r.json()["scores"][0]["truncated"] for r in got)
+    assert [r.json()["scores"][0]["reward"] for r in got[:2]] == pytest.approx(want.tolist(), abs=1e-5)
+    assert peak < 1.5 * base, f"peak RSS {peak / 1024:.0f} MB, {peak / base:.2f}x the {base / 1024:.0f} MB after a short request"
