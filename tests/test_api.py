@@ -374,7 +374,7 @@ def test_real_server_memory_stays_bounded_with_megabyte_texts(runs, tmp_path):
     1.5x of its RSS after a short request (tokenizing the whole texts took it to ~5x), and the
     rewards are those of tokenizing each whole text and keeping its last max_length tokens."""
     rng = np.random.default_rng(3)
-    words = "the a cat dog runs quickly answer paris france water blue".split()
+    words = ["the", "a", "cat", "dog", "runs", "quickly", "answer", "paris", "france", "water", "blue"]
     texts = [" ".join(rng.choice(words, 200_000)) for _ in range(16)]
     assert min(len(t) for t in texts) > 1_000_000
     sc = Scorer(runs["bt"])
