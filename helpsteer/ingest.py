@@ -118,9 +118,9 @@ def container_of_dir_is_plain(p: Path) -> bool:
 
 
 class _TableSink:
-    """Collects chunk frames per table and writes parquet parts (polars' writer, zstd) when a
-    buffer passes FLUSH_ROWS; at close one part is renamed into place, several are merged by a
-    streaming scan. Memory stays bounded by the buffer, whatever the file size."""
+    """Collects chunk frames per table and appends them to one parquet file per table (a pyarrow
+    ParquetWriter, zstd, one row group per flush) when a buffer passes FLUSH_ROWS. One pass over
+    the rows, and memory stays bounded by the buffer, whatever the file size."""
 
     FLUSH_ROWS = 1_000_000
 
@@ -128,7 +128,7 @@ class _TableSink:
         self.folder = folder
         self.buffers: dict[str, list[pl.DataFrame]] = {t: [] for t in TABLES}
         self.buffered = {t: 0 for t in TABLES}
-        self.parts: dict[str, list[Path]] = {t: [] for t in TABLES}
+        self.writers: dict[str, object] = {}
         self.counts = {t: 0 for t in TABLES}
 
     def write(self, table: str, df: pl.DataFrame) -> None:
@@ -141,26 +141,30 @@ class _TableSink:
             self._flush(table)
 
     def _flush(self, table: str) -> None:
+        import pyarrow.parquet as pq
+
         if not self.buffers[table]:
             return
-        part = self.folder / f".{table}-{len(self.parts[table]):05d}.parquet"
-        pl.concat(self.buffers[table], how="vertical_relaxed").write_parquet(part, compression="zstd", statistics=False)
-        self.parts[table].append(part)
+        df = pl.concat(self.buffers[table], how="vertical_relaxed")
         self.buffers[table], self.buffered[table] = [], 0
+        if set(df.columns) == set(TABLES[table]):
+            df = conform_table(table, df)  # the canonical dtypes: a chunk of nulls is not a Null column
+        arrow = df.to_arrow()
+        writer = self.writers.get(table)
+        if writer is None:
+            writer = self.writers[table] = pq.ParquetWriter(self.folder / f"{table}.parquet", arrow.schema, compression="zstd")
+        elif arrow.schema != writer.schema:
+            arrow = arrow.cast(writer.schema)
+        writer.write_table(arrow)
 
     def close(self) -> None:
         for t in TABLES:
             self._flush(t)
-            final = self.folder / f"{t}.parquet"
-            parts = self.parts[t]
-            if not parts:
-                empty(t).write_parquet(final)
-            elif len(parts) == 1:
-                parts[0].rename(final)
+            writer = self.writers.pop(t, None)
+            if writer is not None:
+                writer.close()
             else:
-                pl.scan_parquet(parts).sink_parquet(final, compression="zstd")
-                for p in parts:
-                    p.unlink()
+                empty(t).write_parquet(self.folder / f"{t}.parquet")
 
 
 def ingest(
