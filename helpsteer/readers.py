@@ -38,6 +38,9 @@ INFER_ROWS = 1000  # rows polars infers a chunk's schema from (a mismatch later 
 CHUNK_ROWS = 50_000  # rows per chunk for the other containers
 MAX_LINE_BYTES = 32 << 20  # default longest JSON Lines line / CSV field (HELPSTEER_MAX_LINE_BYTES overrides)
 BOM = b"\xef\xbb\xbf"  # UTF-8 byte order mark, dropped from the start of a file
+FAST_DEPTH = 32  # JSON Lines nested this deep skip polars, whose reader slows down with the cube of the nesting (5 s at 200 levels) and crashes near 700
+MAX_DEPTH = 254  # deepest JSON a record may nest: orjson writes no deeper, so quarantine.jsonl could not hold it
+DEEP_REASON = f"invalid JSON: nested deeper than {MAX_DEPTH} levels"
 _SHOWN = 2000  # characters of an unreadable record kept in quarantine.jsonl
 
 
@@ -483,6 +486,43 @@ def _jsonl_chunk(numbered: list[tuple[int, bytes]], spec: dict, fast: bool, susp
         texts.append(text)
     lines = {ln: text for ln, _, text in good}
     keys = _line_key(texts)
+    deep_slow = None
+    if fast and good:
+        deep = _deep_lines(pl.Series(texts, dtype=pl.String), FAST_DEPTH)
+        if deep.any():  # polars never sees them: orjson reads them line by line
+            idx, keep = deep.arg_true().to_list(), (~deep).arg_true().to_list()
+            deep_slow = _slow_lines([(good[i], keys[i]) for i in idx], spec, truncated_last=truncated_last and idx[-1] == len(good) - 1)
+            truncated_last = truncated_last and bool(keep) and keep[-1] == len(good) - 1
+            good, texts, keys = [good[i] for i in keep], [texts[i] for i in keep], keys.gather(keep)
+    chunk = _fast_or_slow(good, texts, keys, spec, fast, suspect_re, truncated_last)
+    chunk.bad[:0] = bad
+    chunk.lines = lines
+    if deep_slow is not None:
+        chunk.frame = pl.concat([chunk.frame, deep_slow.frame], how="vertical_relaxed").sort("_line") if chunk.frame.height else deep_slow.frame
+        chunk.bad.extend(deep_slow.bad)
+    return chunk
+
+
+def _deep_lines(texts: pl.Series, depth: int) -> pl.Series:
+    """Lines whose brackets, outside strings, nest `depth` levels or more (or do not balance):
+    strings dropped, then every innermost [] / {} pair removed depth - 1 times, vectorised."""
+    out = pl.Series([False] * texts.len(), dtype=pl.Boolean)
+    idx = (texts.str.count_matches(r"[\[{]") >= depth).arg_true()  # fewer openers cannot nest that deep
+    if idx.len() == 0:
+        return out
+    brackets = texts.gather(idx).str.replace_all(r'"(?:[^"\\]|\\.)*"', "").str.replace_all(r"[^\[\]{}]", "")
+    keep = (brackets.str.len_bytes() >= depth).arg_true()
+    idx, left = idx.gather(keep), brackets.gather(keep)
+    for _ in range(depth - 1):
+        left = left.str.replace_all(r"\[\]|\{\}", "")
+    return out.scatter(idx.filter(left.str.len_bytes() > 0), True)
+
+
+def _fast_or_slow(good: list[tuple[int, bytes, str]], texts: list[str], keys: pl.Series, spec: dict, fast: bool, suspect_re: str | None,
+                  truncated_last: bool) -> Chunk:
+    """polars parses the lines, orjson re-reads those polars may have read wrongly; the whole
+    chunk goes line by line when polars cannot parse it."""
+    bad: list[BadRecord] = []
     if fast and good:
         try:
             frame = _parse_chunk(b"\n".join(p for _, p, _ in good), texts, spec)
@@ -500,22 +540,23 @@ def _jsonl_chunk(numbered: list[tuple[int, bytes]], spec: dict, fast: bool, susp
                 slow = _slow_lines(redo, spec, truncated_last=False)
                 frame = pl.concat([clean, slow.frame], how="vertical_relaxed").sort("_line") if slow.frame.height else clean
                 bad.extend(slow.bad)
-            return Chunk(frame=frame, bad=bad, lines=lines)
+            return Chunk(frame=frame, bad=bad)
         except (pl.exceptions.PolarsError, Incompatible, ValueError, TypeError):
             pass  # something in this chunk needs the line-by-line path
-    slow = _slow_lines([(g, keys[i]) for i, g in enumerate(good)], spec, truncated_last=truncated_last)
-    slow.bad[:0] = bad
-    slow.lines = lines
-    return slow
+    return _slow_lines([(g, keys[i]) for i, g in enumerate(good)], spec, truncated_last=truncated_last)
 
 
 def _schema_names(dt, out: set[str]) -> None:
-    if isinstance(dt, pl.List):
-        _schema_names(dt.inner, out)
-    elif isinstance(dt, pl.Struct):
-        for f in dt.fields:
-            out.add(f.name)
-            _schema_names(f.dtype, out)
+    """Every struct field name inside dtype `dt`, into `out` (a loop, not recursion: an inferred
+    dtype may be nested as deep as the JSON, about 1,000 levels)."""
+    stack = [dt]
+    while stack:
+        dt = stack.pop()
+        if isinstance(dt, pl.List):
+            stack.append(dt.inner)
+        elif isinstance(dt, pl.Struct):
+            out.update(f.name for f in dt.fields)
+            stack.extend(f.dtype for f in dt.fields)
 
 
 def _parse_chunk(data: bytes, texts: list[str], spec: dict) -> pl.DataFrame:
@@ -552,6 +593,9 @@ def _slow_lines(items, spec: dict, truncated_last: bool) -> Chunk:
                 reason = "incomplete record: the gzip stream ended early (truncated file)"
             bad.append(BadRecord(ln, reason, text))
             continue
+        if piece.count(b"[") + piece.count(b"{") > MAX_DEPTH and _too_deep(rec):
+            bad.append(BadRecord(ln, DEEP_REASON, text))
+            continue
         try:
             rows.append(typed_record(rec, spec))
         except RecordError as e:
@@ -560,6 +604,15 @@ def _slow_lines(items, spec: dict, truncated_last: bool) -> Chunk:
         line_col.append(ln)
         key_col.append(key)
     return Chunk(frame=build_frame(rows, spec, line_col, key_col), bad=bad)
+
+
+def _too_deep(rec) -> bool:
+    """Nested deeper than MAX_DEPTH levels (orjson refuses to write it)."""
+    try:
+        orjson.dumps(rec)
+    except orjson.JSONEncodeError as e:
+        return "Recursion limit" in str(e)
+    return False
 
 
 def typed_record(rec, spec: dict, coerce_strings: bool = False) -> dict:
@@ -608,8 +661,11 @@ def _records_chunk(batch, spec: dict, coerce_strings: bool) -> Chunk:
             continue
         try:
             text = orjson.dumps(rec, option=orjson.OPT_SORT_KEYS).decode()
-        except TypeError as e:  # lone surrogates from undecodable bytes, or non-JSON values
-            bad.append(BadRecord(ln, f"undecodable bytes: {e}", repr(rec)[:2000]))
+        except TypeError as e:  # lone surrogates from undecodable bytes, non-JSON values, or too deep
+            if "Recursion limit" in str(e):
+                bad.append(BadRecord(ln, DEEP_REASON, None))
+            else:
+                bad.append(BadRecord(ln, f"undecodable bytes: {e}", repr(rec)[:2000]))
             continue
         try:
             rows.append(typed_record(rec, spec, coerce_strings))

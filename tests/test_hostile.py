@@ -80,6 +80,46 @@ def test_deep_json_record_is_quarantined_in_every_container(tmp_path):
         assert responses(tmp_path, f"d{i}") == ["r1", "r2"], name
 
 
+def nested_object(depth: int) -> str:
+    return '{"a": ' * depth + "1" + "}" * depth
+
+
+def test_deeply_nested_objects_are_read_by_orjson_or_quarantined(tmp_path):
+    """Objects 200 and 700 deep: polars' JSON reader takes seconds on the first and crashes the
+    process on the second (so such lines never reach it); the first is ingested, the second,
+    deeper than quarantine.jsonl can hold (254 levels), quarantined."""
+    for depth, ingested in ((200, True), (700, False)):
+        deep = '{"prompt": "q", "response": "deep", "helpfulness": 3, "correctness": 3, "coherence": 3, "complexity": 1, "verbosity": 1, "x": ' + nested_object(depth) + "}"
+        files = {f"rows{depth}.jsonl": "\n".join([json.dumps(good(1)), deep, json.dumps(good(2))]) + "\n",
+                 f"rows{depth}.json": "[" + ", ".join([json.dumps(good(1)), deep, json.dumps(good(2))]) + "]"}
+        for name, text in files.items():
+            path = data_dir(tmp_path) / name
+            path.write_text(text)
+            proc = ingest(tmp_path, path, name=name.replace(".", "-"))
+            assert proc.returncode == 0, (name, proc.stderr)
+            q = quarantine(tmp_path, name.replace(".", "-"))
+            if ingested:
+                assert (q, sorted(responses(tmp_path, name.replace(".", "-")))) == ([], ["deep", "r1", "r2"]), name
+            else:
+                assert [(r["line"], r["reason"]) for r in q] == [(2, "invalid JSON: nested deeper than 254 levels")], name
+                assert responses(tmp_path, name.replace(".", "-")) == ["r1", "r2"], name
+
+
+def test_mapped_label_nested_1000_deep_is_quarantined(tmp_path):
+    deep = "[" * 1000 + "1" + "]" * 1000
+    d = data_dir(tmp_path)
+    rows = [json.dumps({"input": "q1", "a": "x1", "b": "y1", "lab": 1}), '{"input": "q2", "a": "x2", "b": "y2", "lab": ' + deep + "}",
+            json.dumps({"input": "q3", "a": "x3", "b": "y3", "lab": 2})]
+    (d / "m.jsonl").write_text("\n".join(rows) + "\n")
+    (d / "m.csv").write_text("input,a,b,lab\nq1,x1,y1,1\nq2,x2,y2," + deep + "\nq3,x3,y3,2\n")
+    mapping = ("--format", "pairs", "--map", "prompt=input,response_a=a,response_b=b,label=lab", "--label-values", "1=1,2=2")
+    for i, (name, line) in enumerate((("m.jsonl", 2), ("m.csv", 3))):
+        proc = ingest(tmp_path, d / name, name=f"m{i}", extra=mapping)
+        assert proc.returncode == 0, (name, proc.stderr)
+        assert [r["line"] for r in quarantine(tmp_path, f"m{i}")] == [line], name
+        assert sorted(responses(tmp_path, f"m{i}")) == ["x1", "x3", "y1", "y3"], name
+
+
 # --- a CSV field over 128 KB ---------------------------------------------------------------------
 def write_pairs_csv(path: Path, rows: list[list[str]], encoding: str = "utf-8") -> Path:
     with open(path, "w", newline="", encoding=encoding) as f:

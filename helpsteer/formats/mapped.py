@@ -310,16 +310,23 @@ def _checked_values(m: Mapping) -> list[tuple[str, list[str]]]:
 
 
 def _flat(v) -> list:
-    """Scalar values of a label / verdict / rank field (rank lists flattened)."""
-    if v is None:
-        return []
-    if isinstance(v, str) and v.strip().startswith("["):
-        v = orjson.loads(v)
-    if isinstance(v, dict):
-        v = list(v.values())
-    if isinstance(v, list):
-        return [x for item in v for x in _flat(item)]
-    return [v]
+    """Scalar values of a label / verdict / rank field (rank lists flattened, in order; a loop,
+    not recursion, so that a list nested 1,000 deep is only a bad value)."""
+    out: list = []
+    stack = [v]
+    while stack:
+        v = stack.pop()
+        if v is None:
+            continue
+        if isinstance(v, str) and v.strip().startswith("["):
+            v = orjson.loads(v)
+        if isinstance(v, dict):
+            v = list(v.values())
+        if isinstance(v, list):
+            stack.extend(reversed(v))
+        else:
+            out.append(v)
+    return out
 
 
 # --- typed columns from the raw ones ----------------------------------------------------------
