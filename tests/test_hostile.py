@@ -183,6 +183,20 @@ def test_truncated_or_corrupt_parquet_is_one_line(tmp_path):
     assert not (tmp_path / "ws" / "datasets" / "d").exists()
 
 
+def test_parquet_damaged_after_its_first_rows_is_one_line(tmp_path):
+    """The footer and the first row group read (so the format is recognised), a later page does not."""
+    path = data_dir(tmp_path) / "mid.parquet"
+    pl.DataFrame([good(i, response=f"r{i}" * 50) for i in range(2000)]).write_parquet(path, row_group_size=200, compression="zstd")
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 500] = bytes(b ^ 0xFF for b in data[middle : middle + 500])
+    path.write_bytes(bytes(data))
+    proc = ingest(tmp_path, path)
+    assert "format helpsteer2 (auto-detected)" in proc.stderr
+    assert error_line(proc).startswith(f"error: {path}: not a readable parquet file (parquet: ")
+    assert not (tmp_path / "ws" / "datasets" / "d").exists()
+
+
 def test_corrupt_parquet_in_a_folder_is_skipped(tmp_path):
     whole, cut, junk = parquet_files(tmp_path)
     folder = whole.parent
