@@ -310,13 +310,14 @@ class _BoundedText:
         return self
 
     def __next__(self) -> str:
-        text = self.f.readline(self.limit + 1)
+        text = self.f.readline(self.limit + 2)  # room for the limit and a CRLF
         if not text:
             raise StopIteration
         self.line += 1
-        if len(text) > self.limit and text[-1] not in "\r\n":
-            while (more := self.f.readline(1 << 20)) and more[-1] not in "\r\n":
-                pass
+        if len(text.rstrip("\r\n")) > self.limit:
+            if len(text) == self.limit + 2 and not text.endswith("\n"):  # cut short: read past the rest
+                while (more := self.f.readline(1 << 20)) and more[-1] not in "\r\n":
+                    pass
             self.overlong.append((self.line, text[:_SHOWN]))
             return "\n"
         return text

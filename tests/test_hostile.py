@@ -149,10 +149,25 @@ def test_csv_line_or_field_over_the_limit_is_quarantined(tmp_path):
         (3, "malformed CSV: line longer than 1000 characters (HELPSTEER_MAX_LINE_BYTES); not read"),
         (6, "malformed CSV: a field longer than 1000 characters (HELPSTEER_MAX_LINE_BYTES); not read"),  # a quoted field over 2 lines
     ]
-    assert q[0]["record"] == ("q2," + "y" * 5000)[:1001]  # the start that was read: limit + 1 characters
+    assert q[0]["record"] == ("q2," + "y" * 5000)[:1002]  # the start that was read: the limit and room for a CRLF
     assert sorted(responses(tmp_path)) == ["a1", "a3", "a5", "b1", "b3", "b5"]
     src = source(tmp_path)
     assert (src["records"], src["ingested"], src["quarantined"]) == (5, 3, 2)
+
+
+def test_csv_line_of_exactly_the_limit_keeps_line_numbers(tmp_path):
+    """CRLF lines of exactly the limit (read) and one over it (quarantined): the line after them
+    keeps its own number (a read that stopped between CR and LF once counted the LF as a line)."""
+    rows = [["q1", "a1", "b1"], ["q2", "y" * 994, "b2"], ["q3", "z" * 995, "b3"], ["q4", "a4"], ["q5", "a5", "b5"]]
+    path = write_pairs_csv(data_dir(tmp_path) / "pairs.csv", rows)  # csv.writer ends lines with CRLF
+    assert [len(line) for line in path.read_bytes().split(b"\r\n")[2:4]] == [1000, 1001]
+    proc = ingest(tmp_path, path, env={"HELPSTEER_MAX_LINE_BYTES": "1000"})
+    assert proc.returncode == 0, proc.stderr
+    assert [(r["line"], r["reason"]) for r in quarantine(tmp_path)] == [
+        (4, "malformed CSV: line longer than 1000 characters (HELPSTEER_MAX_LINE_BYTES); not read"),
+        (5, "row has 2 fields, the header has 3"),
+    ]
+    assert sorted(responses(tmp_path)) == ["a1", "a5", "b1", "b2", "b5", "y" * 994]
 
 
 def test_bad_max_line_bytes_setting_is_one_line(tmp_path):
