@@ -3,20 +3,20 @@
 Each write makes a new immutable version folder, WS/datasets/.versions/NAME/<id>, and WS/datasets/NAME
 is a symlink to the current one, swapped with one os.replace. So at every instant NAME is either the
 old version or the new one, never half of either; a writer holds NAME's lock (the filelock package)
-for the whole read-modify-write, so two writers cannot lose each other's sources; and a reading
-process pins the version it first resolved, so all its reads come from one version even while a
-writer commits (the writer removes an old version only when no live process pins it).
+for the whole read-modify-write, so two writers cannot lose each other's sources; and a reader pins
+the version it first resolved (a flock'd pin file), so all its reads come from one version even
+while a writer commits (the writer removes an old version only when nobody holds a pin on it).
 
 The commit protocol, in order (a kill anywhere leaves a state `recover` resolves on the next write):
 1. every file is written and fsynced in .versions/NAME/.tmp-<pid>-<rand>/;
 2. that folder is renamed to .versions/NAME/<id> (ids sort by time);
 3. a new symlink .link-NAME-<rand> -> .versions/NAME/<id> replaces NAME (os.replace, atomic): this
    is the commit point;
-4. versions older than the current one that no live process pins are removed.
-`recover` removes a staging folder of a dead process and a version newer than the link's (a commit
-killed between 2 and 3: rolled back); with no link at all (a first commit killed between 2 and 3),
-readers take the newest version and `recover` links it (rolled forward). A workspace written
-before versions existed (NAME a plain folder) is moved into .versions on its next write."""
+4. versions older than the current one that nobody pins are removed.
+`recover` (under NAME's lock) removes staging folders and versions newer than the link's, or all
+versions when there is no link (commits killed before step 3: rolled back). A workspace written
+before versions existed (NAME a plain folder) is moved into .versions on its next write, atomically
+where renameat2 exists."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import signal
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -84,29 +85,65 @@ def _resolve(workspace: Path, name: str) -> Path | None:
 
 
 # -- reading: one process sees one version of each dataset ----------------------------------------
+# A pin is a file .versions/NAME/.pin-<id>-<pid>-<token> held open with a shared flock for as long as
+# the reader reads that version; a writer removes an old version only when it can take an exclusive
+# flock on every one of its pins (a pin of a dead process, or one released). flock, not pids, so it
+# holds across pid namespaces (containers sharing a workspace) and pid reuse. Pins are kept per
+# thread: the dashboard serves each browser session from a thread of one process.
 
-_pinned: dict[tuple[str, str], Path] = {}
+try:
+    import fcntl
+except ImportError:  # not POSIX: a pin counts as held while its file exists
+    fcntl = None
+
+_local = threading.local()
+_held_lock = threading.Lock()
+_held: dict[str, int] = {}  # every pin this process holds (path -> fd), for the exit
 
 
-def _pin_file(version: Path) -> Path:
-    return version.parent / f".pin-{version.name}-{os.getpid()}"
+def _pins() -> dict[tuple[str, str], tuple[Path, str | None]]:
+    """This thread's pins: (workspace, name) -> (version folder, pin file or None)."""
+    if not hasattr(_local, "pins"):
+        _local.pins = {}
+    return _local.pins
 
 
-def _pin(workspace: Path, name: str) -> Path | None:
-    """Resolve NAME and pin that version for this process. The pin is made before the version is
-    checked again, so a writer that removes old versions after its link swap either sees the pin or
-    has already swapped, in which case the check fails and we resolve again."""
+def _hold(version: Path) -> str | None:
+    path = str(version.parent / f".pin-{version.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    except OSError:  # a read-only workspace: nobody can write it, so nothing to pin against
+        return None
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+    with _held_lock:
+        _held[path] = fd
+    return path
+
+
+def _release(pin: str | None) -> None:
+    if pin is None:
+        return
+    with _held_lock:
+        fd = _held.pop(pin, None)
+    with contextlib.suppress(OSError):
+        os.unlink(pin)
+    if fd is not None:
+        os.close(fd)
+
+
+def _pin(workspace: Path, name: str) -> tuple[Path, str | None] | None:
+    """Resolve NAME and pin that version. The pin is made before the link is read again, so a
+    writer that removes old versions after its link swap either sees the pin or has already
+    swapped, in which case the check fails and we resolve again."""
     for _ in range(100):
         version = _resolve(workspace, name)
         if version is None or not _is_version(version):  # none, or a pre-version plain folder
-            return version
-        try:
-            _pin_file(version).touch()
-        except OSError:  # a read-only workspace: nobody can write it, so nothing to pin against
-            return version
-        if _resolve(workspace, name) == version:
-            return version
-        _pin_file(version).unlink(missing_ok=True)
+            return None if version is None else (version, None)
+        pin = _hold(version)
+        if pin is None or _resolve(workspace, name) == version:
+            return version, pin
+        _release(pin)
     raise UsageError(f"dataset {name!r} in {workspace} changes faster than it can be read; try again")
 
 
@@ -119,27 +156,45 @@ def _key(workspace: Path, name: str) -> tuple[str, str]:
 
 
 def current(workspace: Path, name: str) -> Path | None:
-    """The version folder this process reads NAME from (pinned on first use), or None."""
+    """The version folder this thread reads NAME from (pinned on first use), or None."""
+    pins = _pins()
     key = _key(workspace, name)
-    got = _pinned.get(key)
-    if got is not None and (got / "manifest.json").exists():
-        return got
-    got = _pin(workspace, name)
+    got = pins.get(key)
     if got is not None:
-        _pinned[key] = got
-    return got
+        if (got[0] / "manifest.json").exists():
+            return got[0]
+        # never read on from another version: that would mix two in one command
+        raise UsageError(f"dataset {name!r} in {workspace} was deleted while this command read it; run it again")
+    got = _pin(workspace, name)
+    if got is None:
+        return None
+    pins[key] = got
+    return got[0]
+
+
+def _unpin(workspace: Path, name: str) -> None:
+    got = _pins().pop(_key(workspace, name), None)
+    if got is not None:
+        _release(got[1])
 
 
 def refresh() -> None:
-    """Forget this process's pins, so the next read sees the newest versions (the dashboard calls
-    this at the start of each run of a page; CLI commands read one version for their lifetime)."""
-    for version in _pinned.values():
-        with contextlib.suppress(OSError):
-            _pin_file(version).unlink(missing_ok=True)
-    _pinned.clear()
+    """Drop this thread's pins, so its next read sees the newest versions (the dashboard calls this
+    at the start of each run of a page; a CLI command reads one version for its lifetime)."""
+    pins = _pins()
+    for _, pin in pins.values():
+        _release(pin)
+    pins.clear()
 
 
-atexit.register(refresh)
+def _release_all() -> None:
+    with _held_lock:
+        held = list(_held)
+    for pin in held:
+        _release(pin)
+
+
+atexit.register(_release_all)
 
 
 def exists(workspace: Path, name: str) -> bool:
@@ -230,6 +285,8 @@ def _alive(pid: int) -> bool:
 
 
 def _fsync_dir(path: Path) -> None:
+    if os.name == "nt":  # no directory handles to fsync there
+        return
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -275,7 +332,8 @@ class Writing:
 
     def commit(self) -> Path:
         if not (self.path / "manifest.json").exists():
-            raise RuntimeError(f"commit of {self.name!r} without a manifest.json")
+            raise UsageError(f"dataset {self.name!r}: the new version in {self.path} lost its manifest.json before it was committed "
+                             "(removed by something else?); nothing was written")
         _fsync_tree(self.path)
         fault_point("staged")
         vdir = self.path.parent
@@ -286,12 +344,8 @@ class Writing:
         _point_link(self.workspace, self.name, version)
         fault_point("linked")
         self.committed = version
-        key = _key(self.workspace, self.name)
-        old = _pinned.pop(key, None)
-        if old is not None and old != version:
-            _pin_file(old).unlink(missing_ok=True)
-        _pin_file(version).touch()
-        _pinned[key] = version
+        _unpin(self.workspace, self.name)  # this thread now reads what it wrote
+        _pins()[_key(self.workspace, self.name)] = (version, _hold(version))
         _gc(self.workspace, self.name)
         return version
 
@@ -321,13 +375,28 @@ def _point_link(workspace: Path, name: str, version: Path) -> None:
 
 
 def _live_pins(vdir: Path, version: str) -> bool:
+    """Whether a reader still holds a pin on VERSION (removing the pins nobody holds)."""
     live = False
     for pin in vdir.glob(f".pin-{version}-*"):
-        pid = int(pin.name.rsplit("-", 1)[1])
-        if _alive(pid):
+        with _held_lock:
+            if str(pin) in _held:  # ours
+                live = True
+                continue
+        if fcntl is None:
+            live = True
+            continue
+        try:
+            fd = os.open(pin, os.O_RDWR)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
             live = True
         else:
             pin.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
     return live
 
 
@@ -363,6 +432,8 @@ def recover(workspace: Path, name: str) -> None:
     if link.is_dir() and not link.is_symlink():
         _migrate(workspace, name)
     if vdir.is_dir():
+        for tmp in vdir.glob(".tmp-*"):  # under NAME's lock, a staging folder is a dead writer's
+            shutil.rmtree(tmp, ignore_errors=True)
         for trash in vdir.glob(".trash-*"):
             shutil.rmtree(trash, ignore_errors=True)
         for p in vdir.iterdir():  # a version folder without its manifest cannot be a committed one
@@ -398,7 +469,7 @@ def _exchange(a: Path, b: Path) -> bool:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         fn = libc.renameat2
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):
         return False
     at_fdcwd, rename_exchange = -100, 2
     return fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
@@ -444,8 +515,6 @@ def writing(workspace: Path, name: str, *, wait: bool = False):
     Without `wait`, a dataset another process is writing is a UsageError (exit 2) at once."""
     check_name(name)
     root = datasets_root(workspace)
-    made = not root.exists()  # a write that fails in a new workspace leaves no folder behind
-    made_ws = not Path(workspace).exists()
     try:
         (root / LOCKS).mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -462,11 +531,11 @@ def writing(workspace: Path, name: str, *, wait: bool = False):
         raise UsageError(f"workspace {workspace}: cannot write there ({e.strerror or e}); nothing was written") from None
     try:
         owner.write_text(str(os.getpid()))
-        clean_stale(workspace)
         recover(workspace, name)
+        clean_stale(workspace, but=name)
         base = _resolve(workspace, name)
         if base is not None and _is_version(base):
-            _pinned.pop(_key(workspace, name), None)  # a writer reads what it rewrites: the newest version
+            _unpin(workspace, name)  # a writer reads what it rewrites: the newest version
             base = current(workspace, name)
         vdir = _versions_dir(workspace, name)
         vdir.mkdir(parents=True, exist_ok=True)
@@ -478,14 +547,11 @@ def writing(workspace: Path, name: str, *, wait: bool = False):
         finally:
             if w.committed is None:
                 shutil.rmtree(staging, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    vdir.rmdir()  # a first write that failed leaves no folder of its name (the lock file stays)
     finally:
         owner.unlink(missing_ok=True)
-        lock.release()
-        if made and not names(workspace):
-            shutil.rmtree(root, ignore_errors=True)
-            if made_ws:
-                with contextlib.suppress(OSError):
-                    Path(workspace).rmdir()  # only if still empty
+        lock.release()  # the lock file is never removed: a waiter may hold it open
 
 
 def delete(workspace: Path, name: str, *, wait: bool = False) -> None:
@@ -501,13 +567,27 @@ def delete(workspace: Path, name: str, *, wait: bool = False) -> None:
         shutil.rmtree(trash, ignore_errors=True)
 
 
-def clean_stale(workspace: Path) -> None:
-    """Remove the staging folders of dead processes, of every dataset (the pre-version layout's
-    datasets/.tmp-NAME-<pid>-<hex8> included): they were never committed."""
+def clean_stale(workspace: Path, but: str | None = None) -> None:
+    """Remove what killed writers left in other datasets: their staging folders (a dataset's
+    .versions/NAME/.tmp-* is dead once NAME's lock can be taken, whichever pid namespace made it)
+    and the pre-version layout's datasets/.tmp-NAME-<pid>-<hex8>."""
     root = datasets_root(workspace)
-    for tmp in [*root.glob(".tmp-*"), *root.glob(f"{VERSIONS}/*/.tmp-*")]:
+    for tmp in root.glob(".tmp-*"):
         if tmp.is_dir() and not _alive(_pid_of(tmp.name)):
             shutil.rmtree(tmp, ignore_errors=True)
+    for vdir in root.glob(f"{VERSIONS}/*"):
+        if vdir.name == but or not _NAME.match(vdir.name) or not any(vdir.glob(".tmp-*")):
+            continue
+        lock = filelock.FileLock(_lock_path(workspace, vdir.name))
+        try:
+            lock.acquire(timeout=0)
+        except OSError:  # being written now (filelock.Timeout), or not lockable
+            continue
+        try:
+            for tmp in vdir.glob(".tmp-*"):
+                shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            lock.release()
     for trash in root.glob(f"{VERSIONS}/.trash-*"):  # a delete killed before its rmtree
         shutil.rmtree(trash, ignore_errors=True)
     # the pre-version layout's commit killed between its two renames left only .trash-NAME-<hex8>: put it back

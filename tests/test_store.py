@@ -333,3 +333,84 @@ def test_a_read_only_workspace_is_read_but_not_written(ws, two):
     listed = read_only(ws, "datasets", "--workspace", ws, "--json")
     assert listed.returncode == 0 and [m["name"] for m in json.loads(listed.stdout)] == ["d"]
     assert sorted(str(p) for p in ws.rglob("*")) == before
+
+
+def test_a_failed_first_write_does_not_remove_another_writers_work(ws, two, tmp_path):
+    """Two first writes into a new workspace: the one that fails leaves the other's staging alone."""
+    a, _ = two
+    bad = write_jsonl(tmp_path / "in" / "bad" / "train.jsonl", [dict(GOOD, helpfulness=9)])
+    failing, flag_a = paused(["ingest", bad, "--workspace", ws, "--name", "bad"], "read", tmp_path)
+    good, flag_b = paused(["ingest", a, "--workspace", ws, "--name", "good"], "read", tmp_path)
+    flag_a.unlink()
+    assert failing.wait(60) == 2
+    flag_b.unlink()
+    out, err = good.communicate(timeout=60)
+    assert good.returncode == 0, err
+    store.refresh()
+    assert store.names(ws) == ["good"] and whole(ws, "good") == "a"
+    assert not (ws / "datasets" / ".versions" / "bad").exists()  # the failed one left no folder of its name
+
+
+def test_a_reader_in_another_pid_namespace_keeps_its_version(ws, two):
+    """Pins are flocks, not pids: a reader in a container (its own pid namespace, pids that mean
+    nothing to the writer) keeps the version it reads while a writer commits a new one."""
+    a, b = two
+    assert run_cli("ingest", a, "--workspace", ws, "--name", "d") == 0
+    store.refresh()
+    probe = subprocess.run(["unshare", "--pid", "--fork", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot make a pid namespace here ({probe.stderr.decode().strip()[:80]})")
+    code = ("import sys, time; from pathlib import Path; from helpsteer import store\n"
+            "ws = Path(sys.argv[1]); n1 = store.load_table(ws, 'd', 'responses').height\n"
+            "print('pinned', flush=True); sys.stdin.readline()\n"
+            "print(n1, store.load_table(ws, 'd', 'responses').height, flush=True)\n")
+    reader = subprocess.Popen(["unshare", "--pid", "--fork", sys.executable, "-c", code, str(ws)], cwd=ROOT, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert reader.stdout.readline().strip() == "pinned"
+    assert cli("ingest", b, "--workspace", ws, "--name", "d", "--append").returncode == 0
+    out, err = reader.communicate("go\n", timeout=60)
+    assert out.split() == ["5", "5"], err  # still the first version, not 5 + 7
+    store.refresh()
+    assert store.load_table(ws, "d", "responses").height == 12
+
+
+def test_threads_keep_their_own_pins(ws, two):
+    """The dashboard serves each session from a thread of one process: one session's refresh does
+    not move another session's reads to a newer version mid-run."""
+    import threading
+
+    a, b = two
+    assert run_cli("ingest", a, "--workspace", ws, "--name", "d") == 0
+    store.refresh()
+    seen, go, pinned = [], threading.Event(), threading.Event()
+
+    def session_b():
+        seen.append(store.load_table(ws, "d", "responses").height)
+        pinned.set()
+        go.wait(60)
+        seen.append(store.load_table(ws, "d", "responses").height)
+        store.refresh()
+
+    t = threading.Thread(target=session_b)
+    t.start()
+    pinned.wait(60)
+    store.refresh()  # session A's new run
+    assert cli("ingest", b, "--workspace", ws, "--name", "d", "--append").returncode == 0
+    assert store.load_table(ws, "d", "responses").height == 12  # A sees the new version
+    go.set()
+    t.join(60)
+    assert seen == [5, 5]  # B kept its version to the end of its run
+    store.refresh()
+
+
+def test_a_dataset_deleted_while_read_is_an_error_not_another_version(ws, two):
+    a, b = two
+    assert run_cli("ingest", a, "--workspace", ws, "--name", "d") == 0
+    store.refresh()
+    assert store.load_table(ws, "d", "responses").height == 5
+    assert cli("datasets", "--workspace", ws, "--delete", "d").returncode == 0
+    assert cli("ingest", b, "--workspace", ws, "--name", "d").returncode == 0
+    with pytest.raises(store.UsageError, match=r"^dataset 'd' in .* was deleted while this command read it; run it again$"):
+        store.load_table(ws, "d", "responses")
+    store.refresh()
+    assert store.load_table(ws, "d", "responses").height == 7
