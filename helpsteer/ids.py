@@ -32,9 +32,13 @@ def context_key(context: list[dict]) -> str:
 
 
 def hash_series(*cols: pl.Series) -> pl.Series:
-    """Row-wise stable_hash over string columns (nulls hash as empty strings)."""
-    lists = [c.fill_null("").to_list() for c in cols]
-    return pl.Series([stable_hash(*parts) for parts in zip(*lists)], dtype=pl.String)
+    """Row-wise stable_hash over string columns (nulls hash as empty strings): the parts are joined
+    by polars, so Python only runs the hash itself (same ids as stable_hash; polars strings are
+    valid UTF-8, so "surrogatepass" has nothing to pass)."""
+    if not cols or len(cols[0]) == 0:
+        return pl.Series([], dtype=pl.String)
+    joined = pl.select(pl.concat_str([pl.lit(c.fill_null("")) for c in cols], separator="\x1d")).to_series().to_list()
+    return pl.Series([blake2b(t.encode(), digest_size=_DIGEST).hexdigest() for t in joined], dtype=pl.String)
 
 
 def response_id(context: list[dict], response: str) -> str:
