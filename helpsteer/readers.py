@@ -486,16 +486,17 @@ def _jsonl_chunk(numbered: list[tuple[int, bytes]], spec: dict, fast: bool, susp
         good.append((ln, piece, text))
         texts.append(text)
     lines = {ln: text for ln, _, text in good}
-    keys = _line_key(texts)
+    series = pl.Series(texts, dtype=pl.String)  # built once: keys, depth and suspect checks all read it
+    keys = series.hash(seed=0)  # = _line_key(texts)
     deep_slow = None
     if fast and good:
-        deep = _deep_lines(pl.Series(texts, dtype=pl.String), FAST_DEPTH)
+        deep = _deep_lines(series, FAST_DEPTH)
         if deep.any():  # polars never sees them: orjson reads them line by line
             idx, keep = deep.arg_true().to_list(), (~deep).arg_true().to_list()
             deep_slow = _slow_lines([(good[i], keys[i]) for i in idx], spec, truncated_last=truncated_last and idx[-1] == len(good) - 1)
             truncated_last = truncated_last and bool(keep) and keep[-1] == len(good) - 1
-            good, texts, keys = [good[i] for i in keep], [texts[i] for i in keep], keys.gather(keep)
-    chunk = _fast_or_slow(good, texts, keys, spec, fast, suspect_re, truncated_last)
+            good, texts, keys, series = [good[i] for i in keep], [texts[i] for i in keep], keys.gather(keep), series.gather(keep)
+    chunk = _fast_or_slow(good, texts, keys, spec, fast, suspect_re, truncated_last, series=series)
     chunk.bad[:0] = bad
     chunk.lines = lines
     if deep_slow is not None:
@@ -520,7 +521,7 @@ def _deep_lines(texts: pl.Series, depth: int) -> pl.Series:
 
 
 def _fast_or_slow(good: list[tuple[int, bytes, str]], texts: list[str], keys: pl.Series, spec: dict, fast: bool, suspect_re: str | None,
-                  truncated_last: bool) -> Chunk:
+                  truncated_last: bool, series: pl.Series | None = None) -> Chunk:
     """polars parses the lines, orjson re-reads those polars may have read wrongly; the whole
     chunk goes line by line when polars cannot parse it."""
     bad: list[BadRecord] = []
@@ -531,7 +532,7 @@ def _fast_or_slow(good: list[tuple[int, bytes, str]], texts: list[str], keys: pl
             frame = frame.with_columns(
                 pl.Series("_line", [ln for ln, _, _ in good], dtype=pl.Int64), keys.alias("_key")
             )
-            series = pl.Series(texts, dtype=pl.String)
+            series = pl.Series(texts, dtype=pl.String) if series is None else series
             suspect = _duplicate_keys(series, spec)
             if suspect_re is not None:
                 suspect = suspect | series.str.contains(suspect_re)
