@@ -532,7 +532,7 @@ def writing(workspace: Path, name: str, *, wait: bool = False):
     try:
         owner.write_text(str(os.getpid()))
         recover(workspace, name)
-        clean_stale(workspace, but=name)
+        clean_stale(workspace)
         base = _resolve(workspace, name)
         if base is not None and _is_version(base):
             _unpin(workspace, name)  # a writer reads what it rewrites: the newest version
@@ -567,27 +567,15 @@ def delete(workspace: Path, name: str, *, wait: bool = False) -> None:
         shutil.rmtree(trash, ignore_errors=True)
 
 
-def clean_stale(workspace: Path, but: str | None = None) -> None:
-    """Remove what killed writers left in other datasets: their staging folders (a dataset's
-    .versions/NAME/.tmp-* is dead once NAME's lock can be taken, whichever pid namespace made it)
-    and the pre-version layout's datasets/.tmp-NAME-<pid>-<hex8>."""
+def clean_stale(workspace: Path) -> None:
+    """Remove what killed writers left outside any dataset's versions: the pre-version layout's
+    staging folders (datasets/.tmp-NAME-<pid>-<hex8>) and deletes' trash. A dataset's own staging
+    folders are removed by `recover`, under its lock (taking other datasets' locks here could make
+    their writers exit 2 for nothing)."""
     root = datasets_root(workspace)
     for tmp in root.glob(".tmp-*"):
         if tmp.is_dir() and not _alive(_pid_of(tmp.name)):
             shutil.rmtree(tmp, ignore_errors=True)
-    for vdir in root.glob(f"{VERSIONS}/*"):
-        if vdir.name == but or not _NAME.match(vdir.name) or not any(vdir.glob(".tmp-*")):
-            continue
-        lock = filelock.FileLock(_lock_path(workspace, vdir.name))
-        try:
-            lock.acquire(timeout=0)
-        except OSError:  # being written now (filelock.Timeout), or not lockable
-            continue
-        try:
-            for tmp in vdir.glob(".tmp-*"):
-                shutil.rmtree(tmp, ignore_errors=True)
-        finally:
-            lock.release()
     for trash in root.glob(f"{VERSIONS}/.trash-*"):  # a delete killed before its rmtree
         shutil.rmtree(trash, ignore_errors=True)
     # the pre-version layout's commit killed between its two renames left only .trash-NAME-<hex8>: put it back
