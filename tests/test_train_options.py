@@ -98,13 +98,15 @@ def test_rerun_skips_a_damaged_checkpoint_and_resumes_from_the_previous_one(ws, 
     assert state is None or state["global_step"] == steps[-1]
 
 
-def test_a_read_only_workspace_is_one_line_before_any_work(ws, tmp_path):
+def test_a_read_only_workspace_is_one_line_before_any_work(tmp_path):
     """As root, file modes do not stop writes: the workspace is mounted read-only in a private mount
     namespace (skipped where that is not allowed)."""
     import subprocess
     import sys
 
     from conftest import ROOT
+
+    ws = tmp_path / "ro" / "ws"  # its own: the module's shared workspace has runs of other tests
 
     probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mkdir -p {ws} && mount --bind -o ro {ws} {ws}"], capture_output=True)
     if probe.returncode != 0:
