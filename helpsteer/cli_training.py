@@ -77,15 +77,19 @@ def register(app: typer.Typer) -> None:
         data: Optional[Path] = typer.Option(None, "--data", help="Or a file in any ingest format."),
         format: str = typer.Option("auto", "--format", help="Format of --data."),
         out: Optional[Path] = typer.Option(None, "--out", help="Where to write the JSON (default RUN/eval/<dataset>.json, one per dataset, and RUN/eval.json for the latest)."),
+        device: str = typer.Option("auto", "--device", help="auto (CUDA when present; under torchrun each rank its own GPU), cpu, cuda or cuda:N."),
+        dtype: str = typer.Option("auto", "--dtype", help="Weights' precision: auto (bfloat16 on a GPU that has it, else float32), float32, bfloat16 or float16."),
     ) -> None:
-        """Evaluate a run: pairwise accuracy, RewardBench sections, RM-Bench, calibration, regression metrics."""
+        """Evaluate a run: pairwise accuracy, RewardBench sections, RM-Bench, calibration, regression metrics.
+        Under `torchrun --nproc_per_node N -m helpsteer.cli eval ...` each process scores its share; rank 0 writes."""
         from helpsteer.errors import UsageError
         from rm_training.evaluate import evaluate
 
         if (data is None) == (name is None):
             raise UsageError("give either --workspace WS --name NAME or --data FILE")
-        res = evaluate(model, workspace=workspace, name=name, data=data, fmt=format, out=out)
-        _print(res)
+        res = evaluate(model, workspace=workspace, name=name, data=data, fmt=format, out=out, device=device, dtype=dtype)
+        if _main_rank():
+            _print(res)
 
 
     @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -105,6 +109,8 @@ def register(app: typer.Typer) -> None:
         retrain_learning_rate: Optional[float] = typer.Option(None, "--retrain-learning-rate", help="Learning rate of the retraining from the previous round's weights. Default: 2e-4 (below the from-scratch 5e-4) for a preset target, the target's own rate for one fine-tuned from a pretrained checkpoint."),
         transfer: int = typer.Option(4, "--transfer", help="Replay each successful edit sequence on this many other training responses as extra adversarial pairs (0: only the successful attacks)."),
         seed: int = typer.Option(0, "--seed", help="Seed of prompt sampling and the search."),
+        device: str = typer.Option("auto", "--device", help="auto (CUDA when present; under torchrun each rank its own GPU), cpu, cuda or cuda:N."),
+        dtype: str = typer.Option("auto", "--dtype", help="Weights' precision: auto (bfloat16 on a GPU that has it, else float32), float32, bfloat16 or float16."),
     ) -> None:
         """Adv-RM: find responses the model over-rewards (while an ensemble disagrees), retrain on them, attack again; writes DIR/attack.json.
         Extra --key value pairs are training fields for the ensemble and the retraining (e.g. --max_length 128)."""
@@ -112,7 +118,8 @@ def register(app: typer.Typer) -> None:
 
         cfg = AttackConfig(rounds=rounds, n_prompts=prompts, n_train_prompts=train_prompts, steps=steps, ensemble=[str(p) for p in ensemble or []],
                            ensemble_size=ensemble_size, retrain_epochs=retrain_epochs,
-                           retrain_learning_rate=retrain_learning_rate, transfer=transfer, seed=seed, train_overrides=list(ctx.args))
+                           retrain_learning_rate=retrain_learning_rate, transfer=transfer, seed=seed, train_overrides=list(ctx.args),
+                           device=device, dtype=dtype)
         res = run_attack(model, workspace, name, out=out, cfg=cfg, announce=_err)
         from rich.table import Table
 
@@ -133,11 +140,16 @@ def register(app: typer.Typer) -> None:
         format: str = typer.Option("auto", "--format", help="Format of --data."),
         level: str = typer.Option("auto", "--level", help="pairs (one row per pair: rewards, P(A better)), responses, or auto (pairs when the file has them)."),
         batch_size: int = typer.Option(32, "--batch-size", help="Sequences per forward pass (length-bucketed)."),
+        device: str = typer.Option("auto", "--device", help="auto (CUDA when present; under torchrun each rank its own GPU), cpu, cuda or cuda:N."),
+        dtype: str = typer.Option("auto", "--dtype", help="Weights' precision: auto (bfloat16 on a GPU that has it, else float32), float32, bfloat16 or float16."),
     ) -> None:
-        """Offline batch scoring: a file -> a parquet of rewards (attributes, uncertainty, P(A better) for pairs)."""
+        """Offline batch scoring: a file -> a parquet of rewards (attributes, uncertainty, P(A better) for pairs).
+        Under `torchrun --nproc_per_node N -m helpsteer.cli score ...` each process scores its share; rank 0 writes."""
         from rm_training.batch_scoring import score_file
 
-        res = score_file(model, data, out, fmt=format, level=level, batch_size=batch_size)
+        res = score_file(model, data, out, fmt=format, level=level, batch_size=batch_size, device=device, dtype=dtype)
+        if not _main_rank():
+            return
         extra = f", accuracy {res['accuracy']:.4f}" if "accuracy" in res else ""
         _err(f"scored {res['rows']} {res['level']} ({res['truncated']} truncated{extra}) -> {res['out']}")
 
@@ -157,6 +169,9 @@ def register(app: typer.Typer) -> None:
         timeout_header: float = typer.Option(10.0, "--timeout-header", help="Seconds to receive the request line and headers (408 and close beyond)."),
         timeout_body: float = typer.Option(30.0, "--timeout-body", help="Seconds to receive the whole body after the headers (408 and close beyond)."),
         log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
+        device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda or cuda:N; with --replicas on GPUs, the first of the GPUs used."),
+        dtype: str = typer.Option("auto", "--dtype", help="Weights' precision: auto (bfloat16 on a GPU that has it, else float32), float32, bfloat16 or float16."),
+        replicas: int = typer.Option(1, "--replicas", help="Model replicas fed by the one batcher: on GPUs one per device (cuda:K .. cuda:K+N-1); on the CPU N inference threads sharing the weights."),
     ) -> None:
         """Serve the reward model over HTTP: /v1/score, /v1/compare, /v1/principles, /v1/models, /get_reward (OpenRLHF), /metrics, /healthz.
         Set HELPSTEER_API_KEY (comma-separated keys) to require Authorization: Bearer <key>."""
@@ -170,7 +185,8 @@ def register(app: typer.Typer) -> None:
         settings = Settings.from_options(model=str(model), host=host, port=port, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
                                          max_batch_tokens=max_batch_tokens, max_items=max_items, max_body_bytes=max_body_bytes,
                                          max_length=max_length, threads=threads, timeout_keep_alive=timeout_keep_alive,
-                                         timeout_header=timeout_header, timeout_body=timeout_body, api_key=os.environ.get("HELPSTEER_API_KEY", ""))
+                                         timeout_header=timeout_header, timeout_body=timeout_body, api_key=os.environ.get("HELPSTEER_API_KEY", ""),
+                                         device=device, dtype=dtype, replicas=replicas)
         if not (model / "config.json").exists():
             raise UsageError(f"--model {model}: not a run directory (no config.json); train one with `helpsteer train`")
         from rm_training.api.app import create_app
@@ -180,6 +196,13 @@ def register(app: typer.Typer) -> None:
             _err(f"warning: serving on {host} without HELPSTEER_API_KEY: anyone who can reach it can use it")
         uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30,
                     http=http_protocol(settings), timeout_keep_alive=settings.timeout_keep_alive)
+
+
+def _main_rank() -> bool:
+    """Whether this process prints: always, except on torchrun's ranks other than 0."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
 
 
 def _print(res: dict) -> None:

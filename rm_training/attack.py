@@ -119,6 +119,8 @@ class AttackConfig:
     retrain_learning_rate: float | None = None
     seed: int = 0
     train_overrides: list[str] = field(default_factory=list)  # --key value for the ensemble and retraining
+    device: str = "auto"  # where the models are scored and trained (devices.resolve_device)
+    dtype: str = "auto"  # the scorers' weights' precision (training keeps its own --dtype default)
 
 
 def _pairs(workspace: Path, name: str, split: str | None) -> pl.DataFrame:
@@ -246,8 +248,15 @@ def run_attack(model: Path, workspace: Path, name: str, out: Path | None = None,
     model, workspace = Path(model), Path(workspace)
     if not (model / "config.json").exists():
         raise UsageError(f"--model {model}: not a run directory (no config.json); train one with `helpsteer train`")
+    from .devices import placement
+
+    dev, dt = placement(cfg.device, cfg.dtype)
     store.require(workspace, name)
-    target = Scorer(model)
+
+    def scorer(path):
+        return Scorer(path, device=dev, dtype=dt)
+
+    target = scorer(model)
     if target.objective not in ("bt", "regression", "meanvar"):
         raise UsageError(f"attack needs a reward model with a scalar reward (bt, regression, meanvar), got a {target.objective!r} model")
     out = Path(out) if out else _free(workspace / "attacks" / name)
@@ -261,7 +270,7 @@ def run_attack(model: Path, workspace: Path, name: str, out: Path | None = None,
     rng = np.random.default_rng(cfg.seed)
     held_sel = held[sorted(rng.choice(held.height, min(cfg.n_prompts, held.height), replace=False).tolist())]
     train_sel = train_pairs[sorted(rng.choice(train_pairs.height, min(cfg.n_train_prompts, train_pairs.height), replace=False).tolist())] if train_pairs.height else train_pairs
-    base = _run_overrides(model) + list(cfg.train_overrides)
+    base = _run_overrides(model) + ["--device", cfg.device] + list(cfg.train_overrides)
 
     # the ensemble: given runs, or models trained here like the target with other seeds and data halves
     ens_paths = [Path(p) for p in cfg.ensemble]
@@ -271,7 +280,7 @@ def run_attack(model: Path, workspace: Path, name: str, out: Path | None = None,
             announce(f"training ensemble member {k} (seed {cfg.seed + 101 + k})")
             _train(workspace, name, p, "bt", base + ["--seed", str(cfg.seed + 101 + k), "--save_strategy", "no"])
         ens_paths.append(p)
-    ensemble = [Scorer(p) for p in ens_paths]
+    ensemble = [scorer(p) for p in ens_paths]
 
     result = {"model": str(model), "dataset": name, "eval_split": eval_split, "ensemble": [str(p) for p in ens_paths],
               "operators": list(OPERATORS), "config": {k: v for k, v in cfg.__dict__.items()}, "rounds": [], "examples": []}
@@ -293,7 +302,7 @@ def run_attack(model: Path, workspace: Path, name: str, out: Path | None = None,
             _train(workspace, name, path, "bt", base + ["--init_from", str(current_path), "--num_train_epochs", str(cfg.retrain_epochs),
                                                         "--learning_rate", str(_retrain_lr(cfg, model)),
                                                         "--save_strategy", "no", "--seed", str(cfg.seed)], extra=adv_pairs * reps)
-            current, current_path = Scorer(path), path
+            current, current_path = scorer(path), path
         found = search(current, ensemble, held_sel["context"].to_list(), held_sel["prompt"].to_list(), held_sel["chosen"].to_list(),
                        cfg.steps, cfg.seed)
         rate = float(np.mean([f["success"] for f in found]))

@@ -19,33 +19,26 @@ from helpsteer.errors import UsageError
 from .scoring import Item, Scorer
 
 
-def _logits_with_progress(sc: Scorer, items: list[Item], progress: bool, chunk: int = 512):
-    from tqdm import tqdm
-
-    ids, truncated = sc.encode(items)
-    out = np.zeros((len(ids), sc.model.config.num_labels))
-    with tqdm(total=len(ids), unit="seq", desc="scoring", disable=not progress) as bar:
-        # chunks in length order keep each chunk's batches tight and the bar moving
-        order = np.argsort([len(x) for x in ids], kind="stable")
-        for s in range(0, len(ids), chunk):
-            idx = order[s : s + chunk]
-            out[idx] = sc.logits([ids[i] for i in idx])
-            bar.update(len(idx))
-    return out, truncated
-
-
 def score_file(run: Path, data: Path, out: Path, fmt: str = "auto", level: str = "auto", batch_size: int = 32,
-               progress: bool | None = None, announce=None) -> dict:
+               progress: bool | None = None, announce=None, device: str = "auto", dtype: str = "auto") -> dict:
+    """Under torchrun each rank scores every world-th response (devices.Shards) and rank 0 writes
+    the file; every rank returns the same summary."""
     from helpsteer.ingest import ingest
+
+    from .config import check_option
+    from .devices import Shards, placement
 
     if level not in ("auto", "responses", "pairs"):
         raise UsageError(f"--level must be auto, responses or pairs, got {level!r}")
     if not Path(out).name.endswith(".parquet"):
         raise UsageError(f"--out {out}: the output is a parquet file (name it *.parquet)")
+    check_option("per_device_eval_batch_size", batch_size, "--batch-size")
+    dev, dt = placement(device, dtype)
     try:
-        sc = Scorer(run, batch_size=batch_size)
+        sc = Scorer(run, device=dev, dtype=dt, batch_size=batch_size)
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from None
+    shards = Shards()
     progress = sys.stderr.isatty() if progress is None else progress
     tmp = Path(tempfile.mkdtemp(prefix="helpsteer-score-"))
     try:
@@ -61,7 +54,7 @@ def score_file(run: Path, data: Path, out: Path, fmt: str = "auto", level: str =
                     raise UsageError(f"{data}: no preference pairs to score (--level responses scores the responses)")
                 labels = None
         items = [Item(c, r) for c, r in zip(resp["context"].to_list(), resp["response"].to_list())]
-        logits, truncated = _logits_with_progress(sc, items, progress)
+        logits, truncated = sc.score_texts([sc.text(it) for it in items], shards, progress=progress)
         rows = sc.results(logits, truncated)
         scored = resp.with_columns(
             pl.Series("reward", [r["reward"] for r in rows], dtype=pl.Float64),
@@ -90,10 +83,12 @@ def score_file(run: Path, data: Path, out: Path, fmt: str = "auto", level: str =
                      .with_columns(pl.when(pl.col("strength") < 0).then(pl.lit("A")).when(pl.col("strength") > 0).then(pl.lit("B"))
                                    .when(pl.col("strength") == 0).then(pl.lit("tie")).alias("label")))
         out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        store.write_parquet(table, out)
+        if shards.main:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            store.write_parquet(table, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    shards.close()
     summary = {"rows": table.height, "level": "responses" if labels is None else "pairs", "truncated": int(sum(truncated)), "out": str(out)}
     if labels is not None and table.height:
         decided = table.filter(pl.col("label").is_in(["A", "B"]))

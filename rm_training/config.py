@@ -187,6 +187,9 @@ class RewardConfig(TrainingArguments):
     dataloader_pin_memory: bool = field(default=False, metadata={"help": "Pin host memory for GPU transfers (off: CPU by default)."})
     seed: int = field(default=0, metadata={"help": "Seed of initialisation, shuffling and dropout."})
     bf16: Optional[bool] = field(default=None, metadata={"help": "bf16 autocast (weights and optimizer stay fp32). Default: on where the hardware multiplies bf16 natively (a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX), as TRL does; --bf16 false for fp32."})
+    # (named so, not `device`/`dtype`: TrainingArguments has a `device` property; typed --device, --dtype)
+    compute_device: str = field(default="auto", metadata={"aliases": ["--device"], "help": "Where to train: auto (CUDA when present; under torchrun each rank its own GPU, LOCAL_RANK), cpu, cuda, or cuda:N (one process). CUDA asked for where there is none is an error, never a silent CPU run."})
+    compute_dtype: str = field(default="auto", metadata={"aliases": ["--dtype"], "help": "Compute precision: auto (as --bf16's default), float32, bfloat16 (bf16 autocast over fp32 master weights) or float16 (fp16 mixed precision with loss scaling, CUDA only). How the weights are stored is --torch_dtype."})
 
     def __post_init__(self):
         import torch
@@ -206,6 +209,7 @@ class RewardConfig(TrainingArguments):
             import sys
 
             self.disable_tqdm = not sys.stderr.isatty()
+        self._placement()
         if self.bf16 is None:
             self.bf16 = native_bf16() and not self.fp16
         if self.bf16 and not torch.cuda.is_available():
@@ -216,6 +220,31 @@ class RewardConfig(TrainingArguments):
                 self.ddp_backend = "gloo"
                 self.use_cpu = True  # without it accelerate sets up no process group on CPU
         super().__post_init__()
+
+    def _placement(self) -> None:
+        """--device and --dtype onto TrainingArguments' own switches (use_cpu, bf16, fp16), checked
+        against them: `--dtype float32 --bf16 true` is a contradiction, not a choice."""
+        import torch
+
+        from .devices import DTYPE_NAMES, resolve_device
+
+        dev = resolve_device(self.compute_device)
+        if dev.type == "cpu":
+            self.use_cpu = True
+        elif dev.index and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+            torch.cuda.set_device(dev)  # (accelerate places a single process on the current device)
+        prec = DTYPE_NAMES.get(str(self.compute_dtype).strip().lower())
+        if prec is None:
+            raise UsageError(f"--dtype {self.compute_dtype}: must be auto, float32, bfloat16 or float16")
+        if prec == "float16" and dev.type != "cuda":
+            raise UsageError("--dtype float16: fp16 mixed precision needs a CUDA GPU (its loss scaling); use --dtype bfloat16 or float32 on the CPU")
+        wanted = {"float32": (False, False), "bfloat16": (True, False), "float16": (False, True)}.get(prec)
+        if wanted is None:
+            return
+        for flag, have, want in (("--bf16", self.bf16, wanted[0]), ("--fp16", self.fp16 or None, wanted[1])):
+            if have is not None and bool(have) != want:
+                raise UsageError(f"--dtype {self.compute_dtype} with {flag} {str(bool(have)).lower()}: they contradict each other; give one of them")
+        self.bf16, self.fp16 = wanted
 
     def validate(self) -> None:
         """Every numeric field against LIMITS, before transformers or any training sees it."""

@@ -75,16 +75,21 @@ def _dataset_from_file(path: Path, fmt: str, tmp: Path) -> tuple[Path, str]:
 
 
 def evaluate(run: Path, workspace: Path | None = None, name: str | None = None, data: Path | None = None, fmt: str = "auto",
-             out: Path | None = None, batch_size: int = 32) -> dict:
-    from .scoring import load_run, score_texts
+             out: Path | None = None, batch_size: int = 32, device: str = "auto", dtype: str = "auto") -> dict:
+    """Under torchrun each rank scores its share of the texts (devices.Shards); rank 0 writes the
+    files, and every rank returns the same result."""
+    from .devices import Shards, placement
+    from .scoring import Scorer
     from .tokenizer import render
 
     run = Path(run)
     if not (run / "config.json").exists():
         raise UsageError(f"{run} is not a run directory (no config.json); train one with `helpsteer train`")
-    model, tok = load_run(run)
-    weights = np.array(getattr(model.config, "reward_weights", [1.0] * model.config.num_labels), dtype=float)
-    max_len = int(getattr(model.config, "reward_max_length", 512))
+    dev, dt = placement(device, dtype)
+    shards = Shards()
+    sc = Scorer(run, device=dev, dtype=dt, batch_size=batch_size)
+    model, tok = sc.model, sc.tokenizer
+    weights = sc.weights
     tmp = None
     try:
         if data is not None:
@@ -107,7 +112,7 @@ def evaluate(run: Path, workspace: Path | None = None, name: str | None = None, 
         # a principle model scores a pair under one principle (its default, "The response is helpful.")
         principle = getattr(model.config, "default_principle", None) if objective == "principle" else None
         texts = [render(tok, c, r, principle=principle) for c, r in zip(resp["context"].to_list(), resp["response"].to_list())]
-        logits, truncated = score_texts(model, tok, texts, max_len, batch_size) if texts else (np.zeros((0, len(weights))), [])
+        logits, truncated = sc.score_texts(texts, shards)
         reward = dict(zip(resp["response_id"].to_list(), logits @ weights))
         res["n_responses"] = len(texts)
         res["n_truncated"] = int(sum(truncated))
@@ -115,7 +120,7 @@ def evaluate(run: Path, workspace: Path | None = None, name: str | None = None, 
         log_var = dict(zip(resp["response_id"].to_list(), logits[:, 1])) if objective == "meanvar" else None
         _pairwise(res, workspace, name, reward, detail, log_var)
         if objective == "principle":
-            _principles(res, run, model, tok, workspace, name, split, max_len, batch_size)
+            _principles(res, run, sc, shards, workspace, name, split)
         if objective == "regression":
             _regression(res, workspace, name, dict(zip(resp["response_id"].to_list(), logits)), list(getattr(model.config, "reward_attributes", [])), detail)
     finally:
@@ -129,12 +134,14 @@ def evaluate(run: Path, workspace: Path | None = None, name: str | None = None, 
         per = run / "eval" / f"{res['dataset']}.json"
         res["evaluation_file"] = str(per.relative_to(run))
         targets = [per, run / "eval.json"]
-    for t in targets:
+    res["device"], res["dtype"], res["processes"] = str(dev), str(dt).removeprefix("torch."), shards.size
+    for t in targets if shards.main else []:
         t.parent.mkdir(parents=True, exist_ok=True)
         store.write_json(t, res)
         # per-pair and per-response detail beside it (the dashboard's evaluation page plots them)
         for key, df in detail.items():
             store.write_parquet(df, t.with_name(f"{t.stem}_{key}.parquet"))
+    shards.close()  # (every rank waits here until rank 0 has written)
     return res
 
 
@@ -244,7 +251,7 @@ def _pairwise(res: dict, workspace: Path, name: str, reward: dict, detail: dict 
         }, schema_overrides={"subset": pl.Utf8, "diverging": pl.Boolean, "unanimous": pl.Boolean})
 
 
-def _principles(res: dict, run: Path, model, tok, workspace: Path, name: str, split, max_len: int, batch_size: int) -> None:
+def _principles(res: dict, run: Path, sc, shards, workspace: Path, name: str, split) -> None:
     """Accuracy, AUROC and calibration per principle over the split's principle rows (held-out
     phrasings included and reported apart)."""
     from sklearn.metrics import roc_auc_score
@@ -252,15 +259,14 @@ def _principles(res: dict, run: Path, model, tok, workspace: Path, name: str, sp
     from helpsteer.schema import HELPSTEER_ATTRIBUTES
 
     from .principles import load_principled
-    from .scoring import score_texts
 
     rc = run / "run_config.json"
     cfg = (json.loads(rc.read_text()) if rc.exists() else {}).get("config", {})
     thresholds = dict(zip(HELPSTEER_ATTRIBUTES, cfg.get("principle_thresholds") or [3.0, 3.0, 3.0, 2.0, 3.0]))
-    pr = load_principled(workspace, name, tok, split, purpose="eval", heldout_phrasings=int(cfg.get("heldout_phrasings", 1)), thresholds=thresholds)
+    pr = load_principled(workspace, name, sc.tokenizer, split, purpose="eval", heldout_phrasings=int(cfg.get("heldout_phrasings", 1)), thresholds=thresholds)
     if not len(pr):
         return
-    logits, _ = score_texts(model, tok, pr.text, max_len, batch_size)
+    logits, _ = sc.score_texts(pr.text, shards)
     z = logits[:, 0]
     p = 1 / (1 + np.exp(-np.clip(z, -60, 60)))
     y = np.array(pr.label)

@@ -14,6 +14,11 @@ from transformers.modeling_outputs import SequenceClassifierOutputWithPast
 from transformers.models.nemotron_h.modeling_nemotron_h import NemotronHModel, NemotronHPreTrainedModel
 
 
+# where transformers' sequence classifiers keep their reward head: `score` on decoders (and this
+# NemotronH head), `classifier` on BERT-style encoders
+HEAD_NAMES = ("score", "classifier")
+
+
 def last_token_index(attention_mask: torch.Tensor | None, input_ids: torch.Tensor) -> torch.Tensor:
     """Index of the last real token per row (any padding side)."""
     if attention_mask is None:

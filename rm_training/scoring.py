@@ -110,18 +110,40 @@ def score_texts(model, tokenizer, texts: list[str], max_length: int, batch_size:
     return score_token_ids(model, ids, tokenizer.pad_token_id, batch_size), truncated
 
 
-def load_run(path, device: str | None = None):
-    """A run's model and tokenizer through the Auto classes (safetensors only, never pickle)."""
+def load_run(path, device=None, dtype=None):
+    """A run's model and tokenizer through the Auto classes (safetensors only, never pickle), on
+    `device` in `dtype` (torch objects or names; None: CPU, the checkpoint's fp32). In a half
+    precision the reward head still computes in fp32 (see _head_in_fp32)."""
+    import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     import rm_training  # noqa: F401  (registers the NemotronH reward head)
 
-    model = AutoModelForSequenceClassification.from_pretrained(str(path), use_safetensors=True)
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    model = AutoModelForSequenceClassification.from_pretrained(str(path), use_safetensors=True, dtype=dtype or torch.float32)
     if device:
         model.to(device)
+    if model.dtype != torch.float32:
+        _head_in_fp32(model)
     tok = AutoTokenizer.from_pretrained(str(path))
     model.eval()
     return model, tok
+
+
+def _head_in_fp32(model) -> None:
+    """Keep the reward head's last linear layer in fp32 and feed it fp32 inputs: a bf16 head would
+    round rewards to 8 bits of mantissa, and rewards are compared by their small differences."""
+    import torch
+
+    from .modeling import HEAD_NAMES
+
+    head = next((getattr(model, n) for n in HEAD_NAMES if isinstance(getattr(model, n, None), torch.nn.Module)), None)
+    linears = [m for m in head.modules() if isinstance(m, torch.nn.Linear)] if head is not None else []
+    if not linears:
+        return
+    last = linears[-1]
+    last.float()
+    last.register_forward_pre_hook(lambda module, args: (args[0].float(), *args[1:]))
 
 
 @dataclass
@@ -138,14 +160,14 @@ class Scorer:
     truncation flagged); `logits` runs the model in length buckets; `results` reads the outputs
     as the run's objective defines them (config `objective`, `reward_attributes`, `reward_weights`)."""
 
-    def __init__(self, run: str | Path, device: str | None = None, batch_size: int = 32, max_tokens: int | None = 0,
-                 max_length: int | None = None):
+    def __init__(self, run: str | Path, device=None, batch_size: int = 32, max_tokens: int | None = 0,
+                 max_length: int | None = None, dtype=None):
         from .tokenizer import CHAT_TEMPLATE
 
         self.run = Path(run)
         if not (self.run / "config.json").exists():
             raise FileNotFoundError(f"{self.run} is not a run directory (no config.json); train one with `helpsteer train`")
-        self.model, self.tokenizer = load_run(self.run, device)
+        self.model, self.tokenizer = load_run(self.run, device, dtype)
         if not getattr(self.tokenizer, "chat_template", None):
             self.tokenizer.chat_template = CHAT_TEMPLATE
         if self.tokenizer.pad_token_id is None:
@@ -216,6 +238,29 @@ class Scorer:
     def score(self, items: list[Item]) -> list[dict]:
         ids, truncated = self.encode(items)
         return self.results(self.logits(ids), truncated)
+
+    def score_texts(self, texts: list[str], shards=None, progress: bool = False, chunk: int = 512) -> tuple[np.ndarray, list[bool]]:
+        """Logits and truncation flags of rendered texts, in input order. Under torchrun (`shards`, a
+        devices.Shards) each rank tokenizes and scores every world-th text and all ranks get the
+        whole result. Chunks in length order keep each chunk's batches tight and a progress bar moving."""
+        from tqdm import tqdm
+
+        from .devices import Shards
+
+        shards = shards or Shards()
+        mine = shards.mine(len(texts))
+        ids, truncated = self.encode_texts([texts[i] for i in mine])
+        local = np.zeros((len(ids), self.model.config.num_labels))
+        with tqdm(total=len(texts), unit="seq", desc="scoring", disable=not progress or not shards.main) as bar:
+            order = np.argsort([len(x) for x in ids], kind="stable")
+            for s in range(0, len(ids), chunk):
+                idx = order[s : s + chunk]
+                local[idx] = self.logits([ids[i] for i in idx])
+                bar.update(len(idx) * shards.size)
+        rows = shards.gather(len(texts), mine, [(row, cut) for row, cut in zip(local, truncated)])
+        if not rows:
+            return np.zeros((0, self.model.config.num_labels)), []
+        return np.array([r[0] for r in rows], dtype=np.float64), [bool(r[1]) for r in rows]
 
     def prefer_a(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """P(A better) from the logits of the two responses (see p_a_better)."""

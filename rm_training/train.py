@@ -21,6 +21,7 @@ from helpsteer import store
 from helpsteer.errors import UsageError
 
 from .config import CONFIGS, RewardConfig
+from .modeling import HEAD_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -577,7 +578,6 @@ def _fresh_modules(model, missing: set[str]) -> list[str]:
 
 # the reward heads of transformers' *ForSequenceClassification classes, and the parts of them a
 # base checkpoint may lack (poolers and prediction heads sit between the encoder and the classifier)
-HEAD_NAMES = ("score", "classifier")
 HEAD_PARTS = ("score", "classifier", "pooler", "pre_classifier", "head")
 
 

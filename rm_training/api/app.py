@@ -163,25 +163,33 @@ def create_app(settings: Settings | None = None, scorer: Scorer | None = None) -
 
         if settings.threads:
             torch.set_num_threads(settings.threads)
-        sc = scorer
-        if sc is None:
+        scorers = [scorer] * settings.replicas if scorer is not None else []
+        if not scorers:
             if not settings.model:
                 raise RuntimeError("no model: set HELPSTEER_MODEL or pass --model RUN")
-            device = settings.device or ("cuda" if torch.cuda.is_available() else "cpu")
-            sc = Scorer(settings.model, device=device, batch_size=settings.max_batch_size, max_tokens=settings.max_batch_tokens,
-                        max_length=settings.max_length or None)
-        sc.batch_size = settings.max_batch_size
+            for dev, dt in settings.placements():
+                # one copy of the weights per GPU; CPU replicas share one (inference only reads it)
+                same = next((s for s in scorers if next(s.model.parameters()).device == dev), None)
+                scorers.append(same or Scorer(settings.model, device=dev, dtype=dt, batch_size=settings.max_batch_size,
+                                              max_tokens=settings.max_batch_tokens, max_length=settings.max_length or None))
+        for s in scorers:
+            s.batch_size = settings.max_batch_size
+        sc = scorers[0]
+        threads = settings.threads
+        if not threads and len(scorers) > 1 and next(sc.model.parameters()).device.type == "cpu":
+            threads = max(1, torch.get_num_threads() // len(scorers))  # CPU replicas split the cores, not oversubscribe them
 
         def on_batch(n, reqs):
             metrics.batch_size.observe(n)
             metrics.batch_requests.observe(reqs)
             metrics.items.inc(n)
 
-        batcher = MicroBatcher(sc.logits, settings.max_batch_size, settings.max_wait_ms, on_batch)
+        batcher = MicroBatcher([s.logits for s in scorers], settings.max_batch_size, settings.max_wait_ms, on_batch, threads=threads or None)
         metrics.queue_depth.set_function(lambda: batcher.pending)
         await batcher.start()
         app.state.scorer, app.state.batcher = sc, batcher
-        log.info("serving %s (%s) with micro-batches of up to %d", sc.run, sc.objective, settings.max_batch_size)
+        log.info("serving %s (%s) with micro-batches of up to %d on %s", sc.run, sc.objective, settings.max_batch_size,
+                 ", ".join(f"{next(s.model.parameters()).device} {next(s.model.parameters()).dtype}" for s in scorers))
         try:
             yield
         finally:

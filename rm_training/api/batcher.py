@@ -1,7 +1,9 @@
-"""Dynamic micro-batching: requests put their token ids on a queue; one worker takes the first
+"""Dynamic micro-batching: requests put their token ids on a queue; a worker takes the first
 waiting request, gathers more until `max_batch_size` sequences or `max_wait_ms` have passed, runs
-them through the model in one call (length-bucketed inside `Scorer.logits`) on a single inference
-thread, and hands each caller its own rows back, in order. Throughput then grows with load."""
+them through the model in one call (length-bucketed inside `Scorer.logits`) on its inference
+thread, and hands each caller its own rows back, in order. Throughput then grows with load. With
+several model replicas (GPUs, or CPU threads) there is one worker per replica on the one queue:
+whichever replica is free takes the next batch, so none idles while requests wait."""
 
 from __future__ import annotations
 
@@ -29,32 +31,43 @@ class ModelFailure(RuntimeError):
 
 
 class MicroBatcher:
-    def __init__(self, run_model: Callable[[list[list[int]]], np.ndarray], max_batch_size: int = 64, max_wait_ms: float = 5.0,
-                 on_batch: Callable[[int, int], None] | None = None):
-        self.run_model = run_model
+    def __init__(self, run_model: Callable[[list[list[int]]], np.ndarray] | list[Callable], max_batch_size: int = 64, max_wait_ms: float = 5.0,
+                 on_batch: Callable[[int, int], None] | None = None, threads: int | None = None):
+        """run_model: one callable per replica (or one). threads: torch intra-op threads of each
+        inference thread (None: torch's default)."""
+        self.replicas = list(run_model) if isinstance(run_model, (list, tuple)) else [run_model]
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000.0
         self.on_batch = on_batch  # metrics hook: (sequences, requests)
         self.queue: asyncio.Queue[_Job | None] = asyncio.Queue()
         self.pending = 0  # sequences waiting or being scored (the queue-depth gauge)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rm-infer")
-        self._task: asyncio.Task | None = None
+        init = None
+        if threads:
+            import torch
+
+            def init():
+                torch.set_num_threads(threads)
+        self._executors = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"rm-infer-{k}", initializer=init) for k in range(len(self.replicas))]
+        self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._loop())
+        self._tasks = [asyncio.create_task(self._loop(k)) for k in range(len(self.replicas))]
 
     async def stop(self) -> None:
-        """Finish what is queued, then stop the worker (graceful shutdown)."""
-        if self._task is not None:
-            await self.queue.put(None)
-            await self._task
-            self._task = None
-        self._executor.shutdown(wait=True)
+        """Finish what is queued, then stop the workers (graceful shutdown): one None per worker,
+        and a worker that takes one stops after its batch."""
+        if self._tasks:
+            for _ in self._tasks:
+                await self.queue.put(None)
+            await asyncio.gather(*self._tasks)
+            self._tasks = []
+        for ex in self._executors:
+            ex.shutdown(wait=True)
 
     async def submit(self, ids: list[list[int]]) -> np.ndarray:
         if not ids:
             return np.zeros((0, 0))
-        if self._task is None or self._task.done():
+        if not self._tasks or all(t.done() for t in self._tasks):
             raise ModelFailure("the scoring worker is not running")
         fut = asyncio.get_running_loop().create_future()
         self.pending += len(ids)
@@ -82,8 +95,9 @@ class MicroBatcher:
             n += len(job.ids)
         return jobs, stop
 
-    async def _loop(self) -> None:
+    async def _loop(self, k: int) -> None:
         loop = asyncio.get_running_loop()
+        run_model, executor = self.replicas[k], self._executors[k]
         stop = False
         while not stop:
             first = await self.queue.get()
@@ -92,7 +106,7 @@ class MicroBatcher:
             jobs, stop = await self._gather(first)
             ids = [x for j in jobs for x in j.ids]
             try:
-                logits = await loop.run_in_executor(self._executor, self.run_model, ids)
+                logits = await loop.run_in_executor(executor, run_model, ids)
             except Exception as exc:  # noqa: BLE001  (any model error becomes a 503 for its callers)
                 log.exception("model failure on a batch of %d sequences", len(ids))
                 for j in jobs:

@@ -22,12 +22,31 @@ class Settings(BaseSettings):
     max_wait_ms: float = Field(5.0, ge=0, description="How long the batcher waits for more requests before running a batch, in ms.")
     max_batch_tokens: int = Field(0, ge=0, description="Padded-token budget of one forward pass (rows x longest row), so long texts get smaller batches; 0 = 1024 on CPU, 65536 on GPU.")
     max_length: int = Field(0, ge=0, description="Truncation length in tokens; 0 = the run's training length.")
-    device: str = Field("", description="torch device ('' = cuda when available, else cpu).")
+    device: str = Field("auto", description="torch device: auto (cuda when available, else cpu), cpu, cuda or cuda:N; with several GPU replicas the first one.")
+    dtype: str = Field("auto", description="Weights' precision: auto (bfloat16 on a GPU that has it, else float32), float32, bfloat16 or float16.")
+    replicas: int = Field(1, ge=1, description="Model replicas the batcher feeds: on GPUs one per device, from --device on; on the CPU threads that share one copy of the weights.")
     threads: int = Field(0, ge=0, description="torch intra-op threads (0 = torch's default).")
     # connection timeouts, in seconds: a client that holds a connection without sending is cut off
     timeout_keep_alive: float = Field(5.0, gt=0, description="Seconds an idle connection stays open, before its first request and between requests (uvicorn's default).")
     timeout_header: float = Field(10.0, gt=0, description="Seconds from a request's first byte to the end of its headers (408 and close beyond: slow clients cannot hold connections).")
     timeout_body: float = Field(30.0, gt=0, description="Seconds to receive the whole body once the headers are in (408 and close beyond); 30 s lets a 4 MB body (the default limit) arrive at 1.2 Mbit/s.")
+
+    def placements(self) -> list:
+        """(torch.device, torch.dtype) of each replica: GPUs cuda:K .. cuda:K+N-1 from --device
+        cuda:K on, or N times the CPU. More GPU replicas than visible GPUs is an error."""
+        from helpsteer.errors import UsageError
+
+        from ..devices import placement
+
+        dev, dt = placement(self.device or "auto", self.dtype)
+        if dev.type != "cuda":
+            return [(dev, dt)] * self.replicas
+        import torch
+
+        first, count = dev.index or 0, torch.cuda.device_count()
+        if first + self.replicas > count:
+            raise UsageError(f"--replicas {self.replicas} from cuda:{first}: only {count} CUDA device(s) are visible")
+        return [(torch.device("cuda", first + k), dt) for k in range(self.replicas)]
 
     def keys(self) -> list[str]:
         return [k.strip() for k in self.api_key.split(",") if k.strip()]
@@ -51,6 +70,7 @@ class Settings(BaseSettings):
             rule = next((f"{op} {ctx[k]:g}" for k, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")) if k in ctx), err["msg"].lower())
             seen = err.get("input")
             raise UsageError(f"{flag} {seen:g}: must be {rule}" if isinstance(seen, (int, float)) else f"{flag} {seen!s}: must be {rule}") from None
+        settings.placements()  # --device, --dtype and --replicas, checked before the model loads
         if settings.api_key and not settings.keys():
             raise UsageError(f"HELPSTEER_API_KEY={settings.api_key!r} holds no key (only blanks and commas): set one or more keys, comma-separated, or unset it to serve without authentication")
         return settings
