@@ -93,8 +93,8 @@ async def load(url: str, bodies: list[dict], clients: int, duration: float) -> d
             "p99_ms": float(np.percentile(a, 99) * 1000), "wall_s": wall}
 
 
-def measure(run: Path, bodies: list[dict], clients: int, duration: float, batch: int, work: Path) -> dict:
-    with Server(run, "--max-batch-size", str(batch), "--max-wait-ms", "5", log=work / f"serve-{batch}.log") as srv:
+def measure(run: Path, bodies: list[dict], clients: int, duration: float, batch: int, work: Path, replicas: int = 1) -> dict:
+    with Server(run, "--max-batch-size", str(batch), "--max-wait-ms", "5", "--replicas", str(replicas), log=work / f"serve-{batch}-{replicas}.log") as srv:
         asyncio.run(load(srv.url, bodies[:200], clients, 3))  # warm-up
         res = asyncio.run(load(srv.url, bodies, clients, duration))
         metrics = httpx.get(srv.url + "/metrics").text
@@ -213,11 +213,13 @@ def main() -> None:
     ceiling = model_ceiling(run, bodies)
     dyn = measure(run, bodies, args.clients, args.duration, 64, work)
     one = measure(run, bodies, args.clients, args.duration, 1, work)
+    two = measure(run, bodies, args.clients, args.duration, 64, work, replicas=2)
     ratio = dyn["rps"] / one["rps"]
-    print(json.dumps({"dynamic": dyn, "batch1": one, "ratio": ratio}, indent=1))
+    print(json.dumps({"dynamic": dyn, "batch1": one, "replicas2": two, "ratio": ratio, "model_ceiling": ceiling}, indent=1))
     cmd = f".venv/bin/python bench/serve.py --clients {args.clients} --duration {args.duration:g}"
     rows = "\n".join(f"| {name} | {r['rps']:.1f} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} | {r['errors']} | {r['mean_batch']:.1f} |"
-                     for name, r in (("dynamic micro-batching (max 64, 5 ms)", dyn), ("batch size 1", one)))
+                     for name, r in (("dynamic micro-batching (max 64, 5 ms)", dyn), ("batch size 1", one),
+                                     ("dynamic, `--replicas 2` (two inference threads of 1 core each)", two)))
     section = f"""## Scoring API
 
 Command: `{cmd}` ({platform.machine()}, {os.cpu_count()} cores; server and load generator on the same machine).
@@ -230,10 +232,16 @@ requests (synthetic HelpSteer2 conversations) for {args.duration:g} s after a 3 
 {rows}
 
 Throughput ratio, dynamic batching / batch size 1: **{ratio:.2f}x** (goal: at least 4x: {"met" if ratio >= 4 else "NOT met"});
-errors: {dyn['errors'] + one['errors']} (goal 0). For scale: the model alone (no HTTP), scoring the same
-texts in the server's length-bucketed batches vs one at a time, gains {ceiling:.2f}x on this CPU: on 2
-cores the forward pass is compute-bound (the Mamba2 reference scan's cost grows with batch x length),
-so batching has little fixed cost to amortise; on a GPU the same batcher has far more to gain.
+errors: {dyn['errors'] + one['errors'] + two['errors']} (goal 0).
+
+Where the gap to 4x lies: the model alone (no HTTP, no batcher), scoring the same texts in the
+server's length-bucketed batches vs one at a time, gains **{ceiling:.2f}x** on this CPU. That is the
+CPU's part: on 2 cores the forward pass is compute-bound (the Mamba2 reference scan's cost grows with
+batch x length), so batching has little fixed cost to amortise, and no batcher can gain more than
+that here. The server reaches {ratio / ceiling:.0%} of that ceiling ({ratio:.2f}x of {ceiling:.2f}x); the rest is HTTP
+parsing, JSON and tokenization sharing the same 2 cores with the load generator. Two CPU replicas
+give {two['rps'] / dyn['rps']:.2f}x the one-replica rate: on 2 cores they only split the same compute. On a GPU the
+batcher has far more to gain (see the GPU check section).
 """
     _write_section(Path(args.out), "## Scoring API", section)
 
