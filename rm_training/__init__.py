@@ -7,6 +7,8 @@ from transformers import AutoModelForSequenceClassification, NemotronHConfig
 
 from .modeling import NemotronHForSequenceClassification
 
+from .grpo import reward_function
+
 AutoModelForSequenceClassification.register(NemotronHConfig, NemotronHForSequenceClassification, exist_ok=True)
 
-__all__ = ["NemotronHForSequenceClassification"]
+__all__ = ["NemotronHForSequenceClassification", "reward_function"]

@@ -262,6 +262,45 @@ class Scorer:
             return np.zeros((0, self.model.config.num_labels)), []
         return np.array([r[0] for r in rows], dtype=np.float64), [bool(r[1]) for r in rows]
 
+    def reward_stats(self) -> tuple[float, float]:
+        """The run's reward normalisation statistics (mean, std of its training rewards); (0, 1)
+        for a checkpoint written without them."""
+        cfg = self.model.config
+        mean = getattr(cfg, "reward_mean", None)
+        std = getattr(cfg, "reward_std", None)
+        return float(mean if mean is not None else 0.0), float(std if std else 1.0)
+
+    def unit_scores(self, logits: np.ndarray) -> np.ndarray:
+        """Rewards as probabilities in [0, 1], each read off the objective's own model: bt, the
+        Bradley-Terry P(this response beats one whose reward is the training mean) = sigmoid(r -
+        mean); meanvar, the Thurstonian P(it beats a response at the training mean with the same
+        uncertainty) = Phi((mu - mean) / (sigma sqrt 2)); principle, P(the principle is satisfied);
+        regression (a rating scale, not a preference logit), the reward's percentile among the
+        training rewards under a normal approximation, Phi((r - mean) / std)."""
+        from scipy.stats import norm
+
+        r = self.rewards(logits)
+        mean, std = self.reward_stats()
+        if self.objective == "meanvar":
+            sigma = np.exp(0.5 * np.clip(logits[:, 1], -30, 30))
+            return norm.cdf((r - mean) / (sigma * np.sqrt(2)))
+        if self.objective == "regression":
+            return norm.cdf((r - mean) / std)
+        if self.objective == "principle":
+            return 1 / (1 + np.exp(-np.clip(logits[:, 0], -60, 60)))
+        return 1 / (1 + np.exp(-np.clip(r - mean, -60, 60)))
+
+    def components(self, logits: np.ndarray) -> dict[str, np.ndarray]:
+        """Per output, what a trainer can log beside the reward: each attribute of a regression
+        model, the uncertainty (sigma) of a mean-variance model, the probability of a principle model."""
+        if self.objective == "regression":
+            return {a: logits[:, k] for k, a in enumerate(self.attributes)}
+        if self.objective == "meanvar":
+            return {"uncertainty": np.exp(0.5 * np.clip(logits[:, 1], -30, 30))}
+        if self.objective == "principle":
+            return {"probability": self.unit_scores(logits)}
+        return {}
+
     def prefer_a(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """P(A better) from the logits of the two responses (see p_a_better)."""
         if self.objective == "meanvar":

@@ -807,6 +807,7 @@ def _save_run(trainer, tokenizer, cfg: RewardConfig, run_dir: Path, objective: s
     final.config.reward_weights = weights
     final.config.reward_mean = float(rewards.mean())
     final.config.reward_std = float(rewards.std())
+    _for_other_trainers(final, run_dir)
     final.config.reward_max_length = cfg.max_length  # "max_length" is a generation parameter name
     if objective == "principle":
         final.config.default_principle = cfg.default_principle
@@ -815,6 +816,26 @@ def _save_run(trainer, tokenizer, cfg: RewardConfig, run_dir: Path, objective: s
     final.save_pretrained(run_dir, safe_serialization=True)
     save_tokenizer(tokenizer, run_dir)
     _write_records(run_dir, cfg, manifest, name, n_examples, truncated, split)
+
+
+REMOTE_MODELING = "modeling_helpsteer_reward"  # the NemotronH reward head shipped in each NemotronH run
+
+
+def _for_other_trainers(model, run_dir: Path) -> None:
+    """What other trainers read from a run without importing this package: `mean`/`std`, the reward
+    normalisation as OpenRLHF's reward models carry it; and for NemotronH (no sequence-classification
+    class in transformers) the head's code beside the weights with an `auto_map`, so
+    `AutoModelForSequenceClassification.from_pretrained(RUN, trust_remote_code=True)` (TRL's GRPO
+    `reward_funcs=[RUN]`) loads it."""
+    import shutil
+
+    from . import modeling
+
+    model.config.mean = model.config.reward_mean
+    model.config.std = model.config.reward_std
+    if type(model).__name__ == "NemotronHForSequenceClassification":
+        shutil.copyfile(modeling.__file__, run_dir / f"{REMOTE_MODELING}.py")
+        model.config.auto_map = {"AutoModelForSequenceClassification": f"{REMOTE_MODELING}.NemotronHForSequenceClassification"}
 
 
 def _write_records(run_dir: Path, cfg: RewardConfig, manifest: dict, name: str, n_examples: int, truncated: int, split) -> None:
@@ -849,5 +870,12 @@ def _write_records(run_dir: Path, cfg: RewardConfig, manifest: dict, name: str, 
         "text = tok.apply_chat_template(messages + [{'role': 'assistant', 'content': response}], tokenize=False)",
         "enc = tok([text], add_special_tokens=False, padding=True, truncation=True, max_length=model.config.reward_max_length, return_tensors='pt')",
         "reward = model(**enc).logits @ torch.tensor(model.config.reward_weights)", "```", "",
+        *(["Without this package: the NemotronH reward head's code ships beside the weights "
+           f"(`{REMOTE_MODELING}.py`, named in `config.json`'s `auto_map`), so "
+           f"`AutoModelForSequenceClassification.from_pretrained({str(run_dir)!r}, trust_remote_code=True)` loads it, "
+           "e.g. as a TRL GRPOTrainer `reward_funcs` entry (with `model_init_kwargs={'trust_remote_code': True}`).", ""]
+          if (run_dir / f"{REMOTE_MODELING}.py").exists() else []),
+        "Trainers: `config.json` carries `mean` and `std` (the reward normalisation OpenRLHF reads); `helpsteer serve` speaks "
+        "OpenRLHF's `/get_reward`, vLLM's `/classify` and SGLang's `/v1/embeddings` (verl) and NeMo Gym's `/verify`.", "",
     ]
     (run_dir / "README.md").write_text("\n".join(lines))

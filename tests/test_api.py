@@ -120,8 +120,11 @@ def test_compare_and_get_reward(runs):
         g = c.post("/get_reward", json={"query": [prompt + "Paris.", "no prompt here"], "prompts": [prompt, "other"], "labels": ["", ""]})
         assert g.status_code == 200
         got = g.json()
-        assert got["rewards"] == got["scores"] and got["rewards"][0] == pytest.approx(res["reward_a"], abs=1e-6)
-        assert c.post("/get_reward", json={"query": []}).json() == {"rewards": [], "scores": []}
+        assert got["rewards"][0] == pytest.approx(res["reward_a"], abs=1e-6)
+        # scores: the BT probability of beating a response at the run's mean reward
+        mean = json.loads((runs["bt"] / "config.json").read_text())["reward_mean"]
+        assert got["scores"] == pytest.approx([1 / (1 + np.exp(-(r - mean))) for r in got["rewards"]], abs=1e-9)
+        assert c.post("/get_reward", json={"query": []}).json() == {"rewards": [], "scores": [], "extra_logs": {}}
 
 
 def test_bad_input_is_4xx_with_one_sentence(runs):

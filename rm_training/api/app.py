@@ -23,6 +23,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from ..scoring import Item, Scorer
 from . import schemas as S
 from .batcher import MicroBatcher, ModelFailure
+from .trainers import ProtocolError, openrlhf_text, rendered_text, responses_conversation, template_bos
 from .settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -187,7 +188,7 @@ def create_app(settings: Settings | None = None, scorer: Scorer | None = None) -
         batcher = MicroBatcher([s.logits for s in scorers], settings.max_batch_size, settings.max_wait_ms, on_batch, threads=threads or None)
         metrics.queue_depth.set_function(lambda: batcher.pending)
         await batcher.start()
-        app.state.scorer, app.state.batcher = sc, batcher
+        app.state.scorer, app.state.batcher, app.state.bos = sc, batcher, template_bos(sc)
         log.info("serving %s (%s) with micro-batches of up to %d on %s", sc.run, sc.objective, settings.max_batch_size,
                  ", ".join(f"{next(s.model.parameters()).device} {next(s.model.parameters()).dtype}" for s in scorers))
         try:
@@ -197,7 +198,8 @@ def create_app(settings: Settings | None = None, scorer: Scorer | None = None) -
 
     app = FastAPIOffline(static_url=DOCS_ASSETS, title="helpsteer reward scoring API", version="1", lifespan=lifespan,
                          description="Rewards, attribute scores, uncertainties, pairwise preferences and principle judgements from a "
-                                     "reward model trained with `helpsteer train`; OpenRLHF's /get_reward protocol.")
+                                     "reward model trained with `helpsteer train`; the RLHF trainers' own protocols: OpenRLHF's /get_reward, "
+                                     "vLLM's /classify and SGLang's /v1/embeddings (verl), NeMo Gym's /verify.")
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
@@ -276,40 +278,83 @@ def create_app(settings: Settings | None = None, scorer: Scorer | None = None) -
                                          "truncated": bool(tr)})
         return {"model": sc.name, "results": out}
 
-    @app.post("/get_reward", response_model=S.GetRewardResponse, tags=["openrlhf"])
+    @app.post("/get_reward", response_model=S.GetRewardResponseFull, tags=["trainers"])
     async def get_reward(body: S.GetRewardRequest, request: Request):
-        """OpenRLHF's remote reward model. Each query is prompt + response as the policy rendered it:
-        when `prompts[i]` is its prefix, the rest is scored as the response to that prompt in this
-        model's chat template; a query already in this model's template is scored as it is; anything
-        else is scored as a response with no context."""
+        """OpenRLHF's remote reward model (`--remote_rm_url .../get_reward`). Each query is prompt +
+        response as the policy rendered it (see trainers.openrlhf_text). `rewards`: the raw rewards;
+        `scores`: the same in [0, 1] (Scorer.unit_scores: for BT models the Bradley-Terry probability
+        of beating a response at the training mean reward); `extra_logs`: per-attribute values of
+        regression models, the uncertainty of mean-variance models."""
         _limit(len(body.query))
         sc: Scorer = request.app.state.scorer
-        texts = [_openrlhf_text(sc, q, (body.prompts[i] if body.prompts and i < len(body.prompts) else None)) for i, q in enumerate(body.query)]
+        texts = [openrlhf_text(sc, q, (body.prompts[i] if body.prompts and i < len(body.prompts) else None)) for i, q in enumerate(body.query)]
+        logits, _ = await _texts(request, texts, "a query")
+        return {"rewards": sc.rewards(logits).tolist(), "scores": sc.unit_scores(logits).tolist(),
+                "extra_logs": {k: v.tolist() for k, v in sc.components(logits).items()}}
+
+    async def _texts(request: Request, texts: list[str], what: str):
+        sc: Scorer = request.app.state.scorer
         try:
-            ids, _ = await run_in_threadpool(sc.encode_texts, texts)
-        except Exception as exc:  # noqa: BLE001
-            raise HTTPException(422, f"a query cannot be rendered with the model's chat template: {exc}") from None
-        logits = await request.app.state.batcher.submit(ids)
-        r = sc.rewards(logits).tolist() if len(ids) else []
-        return {"rewards": r, "scores": r}
+            ids, truncated = await run_in_threadpool(sc.encode_texts, texts)
+        except Exception as exc:  # noqa: BLE001  (a chat template may reject a conversation: the client's input)
+            raise HTTPException(422, f"{what} cannot be rendered with the model's chat template: {exc}") from None
+        logits = await request.app.state.batcher.submit(ids) if ids else np.zeros((0, sc.model.config.num_labels))
+        return logits, ids
+
+    def _outputs(sc: Scorer, logits: np.ndarray) -> np.ndarray:
+        """Each row's outputs with the reward last, as verl reads it: a one-output model's logit;
+        a regression model's attributes and then their weighted reward; a mean-variance model's
+        log-variance and then its mean."""
+        r = sc.rewards(logits)[:, None]
+        if sc.objective == "meanvar":
+            return np.concatenate([logits[:, 1:], logits[:, :1]], axis=1)
+        return logits if logits.shape[1] == 1 else np.concatenate([logits, r], axis=1)
+
+    async def _pooling(request: Request, body: S._OpenInput):
+        sc: Scorer = request.app.state.scorer
+        texts = body.texts()
+        _limit(len(texts), "inputs")
+        bos = request.app.state.bos
+        logits, ids = await _texts(request, [rendered_text(sc, t, bos) for t in texts], "an input")
+        n = sum(len(x) for x in ids)
+        return sc, _outputs(sc, logits), {"prompt_tokens": n, "total_tokens": n, "completion_tokens": 0}
+
+    @app.post("/classify", response_model=S.ClassifyResponse, tags=["trainers"])
+    async def classify(body: S.ClassifyRequest, request: Request):
+        """vLLM's classification API, as verl's reward loop calls it (`rollout.name: vllm`): texts already
+        rendered with this model's chat template, leading BOS stripped (put back here, as vLLM does).
+        `probs[-1]` is the reward, equal to /v1/score's for the same conversation; a sigmoid of each
+        output when `activation`/`use_activation` is true."""
+        sc, out, usage = await _pooling(request, body)
+        if body.use_activation or body.activation:
+            out = 1 / (1 + np.exp(-np.clip(out, -60, 60)))
+        labels = list(sc.attributes) + (["reward"] if out.shape[1] > len(sc.attributes) else [])
+        if sc.objective == "meanvar":
+            labels = ["log_var", "reward"]
+        data = [{"index": i, "label": labels[int(np.argmax(row))] if len(labels) == len(row) else "reward", "probs": row.tolist(),
+                 "num_classes": len(row)} for i, row in enumerate(out)]
+        return {"id": f"classify-{time.time_ns():x}", "created": int(time.time()), "model": body.model or sc.name, "data": data, "usage": usage}
+
+    @app.post("/v1/embeddings", response_model=S.EmbeddingsResponse, tags=["trainers"])
+    async def embeddings(body: S.EmbeddingsRequest, request: Request):
+        """SGLang's embeddings API for reward models, as verl's reward loop calls it (`rollout.name:
+        sglang`): rendered texts in, `data[i].embedding[-1]` = the reward."""
+        sc, out, usage = await _pooling(request, body)
+        return {"model": body.model or sc.name, "data": [{"index": i, "embedding": row.tolist()} for i, row in enumerate(out)], "usage": usage}
+
+    @app.post("/verify", tags=["trainers"])
+    async def verify(body: S.VerifyRequest, request: Request):
+        """NeMo Gym resource-server verify: the policy's OpenAI Responses request and its Response
+        in, the same payload back with `reward` and `reward_components` (attributes of a regression
+        model, the uncertainty of a mean-variance model, the reward itself otherwise)."""
+        try:
+            context, text = responses_conversation(body.responses_create_params, body.response)
+        except ProtocolError as exc:
+            raise HTTPException(422, str(exc)) from None
+        sc, logits, truncated = await _logits(request, [Item(context, text)])
+        comps = {k: float(v[0]) for k, v in sc.components(logits).items()} or {"reward": float(sc.rewards(logits)[0])}
+        return {**body.model_dump(), "reward": float(sc.rewards(logits)[0]), "reward_components": comps, "truncated": bool(truncated[0])}
 
     routes = {r.path for r in app.routes}
     app.add_middleware(Guard, settings=settings, metrics=metrics, routes=routes)
     return app
-
-
-def _openrlhf_text(sc: Scorer, query: str, prompt: str | None) -> str:
-    tok = sc.tokenizer
-    pad, eos, bos = tok.pad_token or "", tok.eos_token or "", tok.bos_token or ""
-    q = query
-    for t in (pad, eos):  # OpenRLHF's own server strips pad/eos around a query the same way
-        if t:
-            while q.endswith(t):
-                q = q[: -len(t)]
-            while q.startswith(t):
-                q = q[len(t):]
-    if bos and q.startswith(bos):  # already rendered with this model's template
-        return q + eos
-    if prompt is not None and q.startswith(prompt) and prompt:
-        return sc.text(Item([{"role": "user", "content": prompt}], q[len(prompt):]))
-    return sc.text(Item([], q))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Strict(BaseModel):
@@ -136,3 +136,88 @@ class ModelsResponse(BaseModel):
 class Health(BaseModel):
     status: str
     model: str
+
+
+class GetRewardResponseFull(GetRewardResponse):
+    """OpenRLHF reads `rewards` (the raw reward), `scores` (here in [0, 1], see scoring.Scorer.unit_scores)
+    and logs every `extra_logs` entry."""
+
+    extra_logs: dict[str, list[float]] = Field(default_factory=dict)
+
+
+class _OpenInput(BaseModel):
+    """vLLM / SGLang pooling requests: `input` is one text or a list of texts, already rendered with
+    the reward model's chat template; the engines' other options are accepted and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str | None = None
+    input: str | list[str]
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _texts(cls, v):
+        if isinstance(v, list) and not v:
+            raise ValueError("an empty list; give a text or a list of texts")
+        if not (isinstance(v, str) or (isinstance(v, list) and all(isinstance(t, str) for t in v))):
+            raise ValueError(f"must be a text or a list of texts (already rendered with the model's chat template), got {type(v).__name__}"
+                             + (" items" if isinstance(v, list) else ""))
+        return v
+
+    def texts(self) -> list[str]:
+        return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+class ClassifyRequest(_OpenInput):
+    """vLLM's /classify (verl's reward loop sends `use_activation: false`; older clients `activation`)."""
+
+    activation: bool | None = None
+    use_activation: bool | None = None
+
+
+class ClassifyData(BaseModel):
+    index: int
+    label: str
+    probs: list[float] = Field(..., description="The model's outputs with the reward last (verl reads probs[-1]); "
+                                                "a sigmoid of each when activation is asked for.")
+    num_classes: int
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+    completion_tokens: int = 0
+
+
+class ClassifyResponse(BaseModel):
+    id: str
+    object: str = "list"
+    created: int
+    model: str
+    data: list[ClassifyData]
+    usage: Usage
+
+
+class EmbeddingsRequest(_OpenInput):
+    pass
+
+
+class EmbeddingData(BaseModel):
+    object: str = "embedding"
+    index: int
+    embedding: list[float] = Field(..., description="The model's outputs with the reward last (verl reads embedding[-1]).")
+
+
+class EmbeddingsResponse(BaseModel):
+    object: str = "list"
+    model: str
+    data: list[EmbeddingData]
+    usage: Usage
+
+
+class VerifyRequest(BaseModel):
+    """NeMo Gym's resource-server verify call: the OpenAI Responses request the policy answered
+    and its Response; any other task fields (question, expected_answer ...) are echoed back."""
+
+    model_config = ConfigDict(extra="allow")
+    responses_create_params: dict[str, Any]
+    response: dict[str, Any]
