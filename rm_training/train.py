@@ -736,7 +736,8 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
         short_ssd_chunks(model)
     trainer = RewardTrainer(model=model, args=cfg, train_dataset=datasets.Dataset.from_dict(data), data_collator=collator,
                             callbacks=[MetricsFile(run_dir / "metrics.jsonl")], reward_args=cfg)
-    if trainer.args.world_size > 1:  # every rank says where it stands (rank and world size as the launcher set them)
+    if trainer.args.world_size > 1 or trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:
+        # every rank says where it stands: rank and world size as the launcher set them, the engine
         announce(f"rank {trainer.args.process_index} of {trainer.args.world_size}: {engine_name(trainer)}")
     stats = None
     if objective == "regression" and getattr(cfg, "standardize_targets", False) and _linear_head(model) is not None:
