@@ -808,10 +808,13 @@ def _gathered(params):
 
 def full_state_dict(trainer) -> dict | None:
     """The final weights whole, on rank 0, where the engine shards them (DeepSpeed ZeRO-3: accelerate
-    gathers them layer by layer, as Trainer.save_model does; every rank must call this); None where
-    the model holds its own weights whole (one process, DDP, ZeRO-1/2)."""
+    gathers them layer by layer, as Trainer.save_model does; FSDP: a full state dict; every rank
+    must call this); None where the model holds its own weights whole (one process, DDP, ZeRO-1/2).
+    (The FSDP branch is accelerate's own path, untested here: FSDP runs on GPUs only.)"""
     from transformers.integrations import is_deepspeed_zero3_enabled
 
+    if trainer.is_fsdp_enabled:
+        return trainer.accelerator.get_state_dict(trainer.model)
     if not (trainer.is_deepspeed_enabled and is_deepspeed_zero3_enabled()):
         return None
     return trainer.accelerator.get_state_dict(trainer.deepspeed)
