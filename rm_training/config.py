@@ -219,7 +219,15 @@ class RewardConfig(TrainingArguments):
             if not torch.cuda.is_available():
                 self.ddp_backend = "gloo"
                 self.use_cpu = True  # without it accelerate sets up no process group on CPU
+        check_engines(self)  # before transformers reads --deepspeed (it imports deepspeed) or drops --fsdp
         super().__post_init__()
+        if self.deepspeed and torch.distributed.is_available() and torch.distributed.is_initialized():
+            # a CPU run's process group is set up by accelerate with torch itself (on GPUs through
+            # deepspeed): deepspeed's own comm layer must wrap it before zero.Init (a pretrained
+            # backbone loaded under ZeRO-3) reads the world size, else it sees 1
+            import deepspeed
+
+            deepspeed.comm.init_distributed(dist_backend=torch.distributed.get_backend(), auto_mpi_discovery=False)
 
     def _placement(self) -> None:
         """--device and --dtype onto TrainingArguments' own switches (use_cpu, bf16, fp16), checked
@@ -253,6 +261,64 @@ class RewardConfig(TrainingArguments):
                 check_option(name, getattr(self, name))
         if hasattr(self, "log_var_min") and self.log_var_min >= self.log_var_max:
             raise OptionError("log_var_min", self.log_var_min, f"below --log_var_max ({self.log_var_max:g})")
+
+
+INSTALL_DEEPSPEED = "pip install 'helpsteer-platform[deepspeed]'"
+
+
+def check_engines(cfg: RewardConfig) -> None:
+    """--fsdp and --deepspeed before any work. accelerate runs FSDP on accelerators only: on a CPU
+    it would quietly train plain DDP, so that is refused. DeepSpeed runs on a CPU through its CPU
+    accelerator (DS_ACCELERATOR=cpu, set here when torch sees no CUDA device), under a launcher
+    that sets RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT (torchrun; one process: --nproc_per_node 1).
+    A ZeRO-3 run must gather its shards when it saves, so the run is a full checkpoint."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    import torch
+
+    cuda = torch.cuda.is_available() and not cfg.use_cpu  # (with CUDA present, use_cpu is only ever the user's choice)
+    fsdp = bool(cfg.fsdp) or cfg.fsdp_config is not None or os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
+    if fsdp and cfg.deepspeed:
+        raise UsageError("--fsdp and --deepspeed exclude each other: each engine shards the model its own way; choose one")
+    if fsdp and not cuda:
+        raise UsageError("--fsdp needs CUDA GPUs: accelerate runs FSDP only on accelerators (on a CPU it would train plain DDP); "
+                         "on CPUs shard with DeepSpeed instead: torchrun --nproc_per_node N -m helpsteer.cli train ... --deepspeed configs/ds_zero3.json")
+    if not cfg.deepspeed:
+        return
+    if importlib.util.find_spec("deepspeed") is None:
+        raise UsageError(f"--deepspeed needs the deepspeed package: {INSTALL_DEEPSPEED}")
+    missing = [v for v in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
+    if missing:
+        raise UsageError(f"--deepspeed runs under a launcher ({', '.join(missing)} not set): "
+                         "torchrun --nproc_per_node N -m helpsteer.cli train ... (N=1 for one process)")
+    ds = cfg.deepspeed
+    if isinstance(ds, str):
+        path = Path(ds)
+        if not path.is_file():
+            raise UsageError(f"--deepspeed {ds}: no such file; give a DeepSpeed JSON config (configs/ds_zero2.json, configs/ds_zero3.json)")
+        try:
+            ds = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise UsageError(f"--deepspeed {path}: not a JSON config ({e})") from None
+        if not isinstance(ds, dict):
+            raise UsageError(f"--deepspeed {path}: expected a JSON object of DeepSpeed settings, got a {type(ds).__name__}")
+    where = f"--deepspeed {cfg.deepspeed}" if isinstance(cfg.deepspeed, str) else "--deepspeed"
+    zero = ds.get("zero_optimization") or {}
+    if zero.get("stage") == 3:
+        if not zero.get("stage3_gather_16bit_weights_on_model_save"):
+            raise UsageError(f"{where}: ZeRO-3 needs zero_optimization.stage3_gather_16bit_weights_on_model_save true, so the run is saved "
+                             "as one full checkpoint (configs/ds_zero3.json sets it)")
+        if cfg.use_lora:
+            raise UsageError(f"{where}: --use_lora with ZeRO-3 is not supported (the LoRA merge needs whole weights); "
+                             "use ZeRO-2 (configs/ds_zero2.json): the frozen base is not trained, the adapter's optimizer states are sharded")
+    if not cuda:
+        chosen = os.environ.get("DS_ACCELERATOR")
+        if chosen not in (None, "cpu"):
+            raise UsageError(f"DS_ACCELERATOR={chosen} but torch sees no CUDA device here; unset it or set DS_ACCELERATOR=cpu")
+        # (read by deepspeed at its first get_accelerator() call, which happens after this point)
+        os.environ["DS_ACCELERATOR"] = "cpu"
 
 
 @dataclass

@@ -736,6 +736,9 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
         short_ssd_chunks(model)
     trainer = RewardTrainer(model=model, args=cfg, train_dataset=datasets.Dataset.from_dict(data), data_collator=collator,
                             callbacks=[MetricsFile(run_dir / "metrics.jsonl")], reward_args=cfg)
+    if trainer.args.world_size > 1 or trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:
+        # every rank says where it stands: rank and world size as the launcher set them, the engine
+        announce(f"rank {trainer.args.process_index} of {trainer.args.world_size}: {engine_name(trainer)}")
     stats = None
     if objective == "regression" and getattr(cfg, "standardize_targets", False) and _linear_head(model) is not None:
         t = np.array(data["targets"], dtype=float)
@@ -748,8 +751,8 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
 
     if stats is not None:
         # fold the z-scoring into the head: logits = std * (W h + b) + mean, on the rating scale
-        with torch.no_grad():
-            head = _linear_head(trainer.model)
+        head = _linear_head(trainer.model)
+        with torch.no_grad(), _gathered(head.parameters()):
             std_t, mean_t = (torch.tensor(x, dtype=head.weight.dtype) for x in (stats[1], stats[0]))
             head.weight.mul_(std_t[:, None])
             head.bias.mul_(std_t).add_(mean_t)
@@ -767,11 +770,54 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
     elif stats is not None:  # recorded on the z-score scale of the targets
         logits = logits * stats[1] + stats[0]
     rewards = logits @ np.array(weights)
+    state = full_state_dict(trainer)  # (every rank takes part in gathering sharded weights)
     if trainer.is_world_process_zero():
-        _save_run(trainer, tokenizer, cfg, run_dir, objective, attributes, weights, rewards, manifest, name, n_examples, truncated, split)
+        _save_run(trainer, tokenizer, cfg, run_dir, objective, attributes, weights, rewards, manifest, name, n_examples, truncated, split, state)
         announce(f"run written to {run_dir}")
     _end_distributed(trainer)
     return run_dir
+
+
+def engine_name(trainer) -> str:
+    """The engine the Trainer's accelerator set up: DeepSpeed ZeRO-N, FSDP, DDP over a backend."""
+    acc = trainer.accelerator
+    if trainer.is_deepspeed_enabled:
+        return f"DeepSpeed ZeRO-{acc.state.deepspeed_plugin.zero_stage} ({acc.device.type})"
+    if trainer.is_fsdp_enabled:
+        return f"FSDP{acc.state.fsdp_plugin.fsdp_version} ({acc.device.type})"
+    if trainer.args.world_size > 1:
+        import torch.distributed as dist
+
+        return f"DDP over {dist.get_backend() if dist.is_initialized() else trainer.args.ddp_backend} ({acc.device.type})"
+    return f"one process ({acc.device.type})"
+
+
+def _gathered(params):
+    """Under DeepSpeed ZeRO-3, a context in which `params` are whole on every rank (entered by all
+    ranks; what rank 0 writes to them is kept); elsewhere nothing to do."""
+    import contextlib
+
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    if not is_deepspeed_zero3_enabled():
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(list(params), modifier_rank=0)
+
+
+def full_state_dict(trainer) -> dict | None:
+    """The final weights whole, on rank 0, where the engine shards them (DeepSpeed ZeRO-3: accelerate
+    gathers them layer by layer, as Trainer.save_model does; FSDP: a full state dict; every rank
+    must call this); None where the model holds its own weights whole (one process, DDP, ZeRO-1/2).
+    (The FSDP branch is accelerate's own path, untested here: FSDP runs on GPUs only.)"""
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    if trainer.is_fsdp_enabled:
+        return trainer.accelerator.get_state_dict(trainer.model)
+    if not (trainer.is_deepspeed_enabled and is_deepspeed_zero3_enabled()):
+        return None
+    return trainer.accelerator.get_state_dict(trainer.deepspeed)
 
 
 def _end_distributed(trainer) -> None:
@@ -795,7 +841,8 @@ def _end_distributed(trainer) -> None:
 
 
 def _save_run(trainer, tokenizer, cfg: RewardConfig, run_dir: Path, objective: str, attributes: list, weights: list, rewards: np.ndarray,
-              manifest: dict, name: str, n_examples: int, truncated: int, split) -> None:
+              manifest: dict, name: str, n_examples: int, truncated: int, split, state_dict: dict | None = None) -> None:
+    """state_dict: the whole weights when the engine shards the model's own (full_state_dict)."""
     final = trainer.model
     if cfg.use_lora:
         # the adapter (with the fully trained head in it) for peft users, then the merged weights
@@ -813,7 +860,7 @@ def _save_run(trainer, tokenizer, cfg: RewardConfig, run_dir: Path, objective: s
         final.config.default_principle = cfg.default_principle
     final.config.id2label = {i: a for i, a in enumerate(attributes)}
     final.config.label2id = {a: i for i, a in enumerate(attributes)}
-    final.save_pretrained(run_dir, safe_serialization=True)
+    final.save_pretrained(run_dir, safe_serialization=True, state_dict=state_dict)
     save_tokenizer(tokenizer, run_dir)
     _write_records(run_dir, cfg, manifest, name, n_examples, truncated, split)
 
