@@ -257,8 +257,11 @@ def _check_packing(cfg: RewardConfig) -> None:
                          "sequence boundaries (no seq_idx in its conv1d and chunked scan), so each text would start from the state of the one "
                          "before it; use --packing false")
     if model_type not in PACKING_MODEL_TYPES:
-        raise UsageError(f"--packing true: {what} is {model_type}; packing needs a decoder whose attention reads text boundaries from "
+        raise UsageError(f"--packing true: {what} is {model_type or 'of no known model_type'}; packing needs a decoder whose attention reads text boundaries from "
                          f"position ids ({', '.join(PACKING_MODEL_TYPES)}); use --packing false")
+    if cfg.attn_implementation == "flash_attention_2" and cfg.packing_row_tokens:
+        raise UsageError(f"--packing_row_tokens {cfg.packing_row_tokens} with --attn_implementation flash_attention_2: transformers' flash-attention "
+                         "reads packed texts from a single row, so each batch is packed into one; leave --packing_row_tokens unset")
     rows = cfg.packing_row_tokens or cfg.max_length
     if rows < cfg.max_length:
         raise UsageError(f"--packing_row_tokens {rows} is shorter than --max_length {cfg.max_length}: every text must fit in one row; "
@@ -756,7 +759,7 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
     announce(f"{objective}: {n_examples} training examples from {name!r} (split {split or 'all'}), {truncated} texts truncated to {cfg.max_length} tokens")
 
     if cfg.packing:  # padding-free batches (checked against the backbone in _check_packing)
-        collator = PackedCollator(collator, cfg.packing_row_tokens or cfg.max_length)
+        collator = PackedCollator(collator, None if cfg.attn_implementation == "flash_attention_2" else cfg.packing_row_tokens or cfg.max_length)
     model = build_model(cfg, tokenizer, num_labels)
     if cfg.use_cpu or not torch.cuda.is_available():
         from .modeling import short_ssd_chunks

@@ -75,26 +75,29 @@ class PackedCollator:
     for eager/SDPA, varlen kernels for flash-attention), so each text sees only itself. The other
     fields stay as the wrapped collator made them; `seq_ends` is the flat index (row * width +
     column) of each text's last token, where RewardTrainer reads its reward. `attention_mask`
-    marks the real tokens (counted for tokens/s; the model is not given it)."""
+    marks the real tokens (counted for tokens/s; the model is not given it). row_tokens None: the
+    whole batch in one row (transformers' flash-attention takes packed texts from a single row
+    only: with several it would attend across the texts of each row)."""
 
-    def __init__(self, inner, row_tokens: int):
+    def __init__(self, inner, row_tokens: int | None):
         self.inner = inner
         self.row_tokens = row_tokens
 
     def __call__(self, features: list[dict]) -> dict:
         out = self.inner(features)
         lens = out["attention_mask"].sum(1).tolist()
+        budget = self.row_tokens or sum(lens)
         rows: list[list[int]] = []  # text indices per row
         room: list[int] = []
         for i in sorted(range(len(lens)), key=lambda i: -lens[i]):
             r = next((r for r, free in enumerate(room) if free >= lens[i]), None)
             if r is None:
                 rows.append([])
-                room.append(self.row_tokens)
+                room.append(budget)
                 r = len(rows) - 1
             rows[r].append(i)
             room[r] -= lens[i]
-        width = max(self.row_tokens - free for free in room)
+        width = max(budget - free for free in room)
         pad_id = self.inner.pad_id
         ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
         # the padding after a row's last text is a text of its own (positions from 0 again): no

@@ -49,7 +49,7 @@ def _trainer(tmp_path, model, attn: str):
     from rm_training.trainer import RewardTrainer
 
     cfg = BTConfig(output_dir=str(tmp_path / "run"), backbone="llama", bf16=False, use_cpu=True, report_to="none", attn_implementation=attn)
-    model.set_attn_implementation(attn)
+    (model.get_base_model() if hasattr(model, "get_base_model") else model).set_attn_implementation(attn)
     return RewardTrainer(model=model, args=cfg, reward_args=cfg)
 
 
@@ -86,6 +86,27 @@ def test_packed_rewards_and_gradients_equal_padded(model_type, attn, tmp_path):
         np.testing.assert_allclose(g_got[n].numpy(), g_ref[n].numpy(), atol=1e-5, rtol=1e-4, err_msg=n)
 
 
+def test_packed_rewards_equal_padded_under_lora(tmp_path):
+    """peft's wrapper passes the position ids through, and its copy of the head is the one hooked."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    from rm_training.trainer import PackedCollator, PairCollator
+
+    model = get_peft_model(_decoder("llama"), LoraConfig(task_type=TaskType.SEQ_CLS, r=4, target_modules=["q_proj", "v_proj"], modules_to_save=["score"]))
+    with torch.no_grad():  # LoRA's B starts at 0: move it, so the adapters take part
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.1)
+    trainer = _trainer(tmp_path, model, "sdpa")
+    features = _pairs()
+    padded = PairCollator(PAD)(features)
+    packed = PackedCollator(PairCollator(PAD), row_tokens=64)(features)
+    with torch.no_grad():
+        ref = trainer._forward(model, padded["input_ids"], padded["attention_mask"]).logits
+        got = trainer._packed_forward(model, packed).logits
+    np.testing.assert_allclose(got.numpy(), ref.numpy(), atol=1e-5, rtol=0)
+
+
 def test_packed_collator_rows_fields_and_order():
     from rm_training.trainer import PackedCollator, PairCollator
 
@@ -103,6 +124,18 @@ def test_packed_collator_rows_fields_and_order():
         e = int(ends[i])
         assert flat_pos[e - n + 1 : e + 1].tolist() == list(range(n))
         assert flat_ids[e - n + 1 : e + 1].tolist() == padded["input_ids"][i, :n].tolist()
+
+
+def test_packed_collator_one_row_for_flash_attention():
+    """row_tokens None (flash_attention_2): the whole batch in one row, the form transformers'
+    varlen flash path reads (it detects packed texts only in a batch of one row)."""
+    from rm_training.trainer import PackedCollator, PairCollator
+
+    features = _pairs(5, seed=3)
+    packed = PackedCollator(PairCollator(PAD), row_tokens=None)(features)
+    total = sum(len(f["chosen_ids"]) + len(f["rejected_ids"]) for f in features)
+    assert packed["input_ids"].shape == (1, total) and int(packed["attention_mask"].sum()) == total
+    assert int((packed["position_ids"][0] == 0).sum()) == 10  # ten texts, no padding
 
 
 def test_nemotron_h_mamba_path_leaks_across_packed_texts():
@@ -138,6 +171,13 @@ def test_packing_refuses_unsupported_backbones(tmp_path):
     with pytest.raises(UsageError, match=r"^--packing_row_tokens 32 is shorter than --max_length 64: every text must fit in one row; "
                                          r"use --packing_row_tokens 64 or more$"):
         parse_config("bt", None, ["--backbone", str(llama), "--packing", "true", "--max_length", "64", "--packing_row_tokens", "32"], tmp_path / "c")
+    with pytest.raises(UsageError, match=r"^--packing_row_tokens 512 with --attn_implementation flash_attention_2: transformers' flash-attention "
+                                         r"reads packed texts from a single row, so each batch is packed into one; leave --packing_row_tokens unset$"):
+        cfg = parse_config("bt", None, ["--backbone", str(llama), "--packing", "true", "--packing_row_tokens", "512"], tmp_path / "e")
+        cfg.attn_implementation = "flash_attention_2"  # (flash itself needs a CUDA GPU: the check is called as parse_config would)
+        from rm_training.train import _check_packing
+
+        _check_packing(cfg)
     cfg = parse_config("bt", None, ["--backbone", str(llama), "--packing", "true"], tmp_path / "d")
     assert cfg.packing and cfg.packing_row_tokens is None
 
