@@ -83,12 +83,12 @@ def steps(trainer, model, features: list[dict], batches: list[list[int]], pad_id
 
 def main() -> None:
     import torch
+    from transformers import AutoModelForSequenceClassification
 
     from rm_training.config import BTConfig, native_bf16
     from rm_training.data import choose_split, load_pairs, tokenize
     from rm_training.tokenizer import load_tokenizer
     from rm_training.trainer import RewardTrainer, ShuffledLengthGroupedSampler
-    from transformers import AutoModelForSequenceClassification
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--pairs", type=int, default=40, help="HH-RLHF harmless records used (of 2,312).")
