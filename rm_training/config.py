@@ -38,6 +38,9 @@ SCRATCH = {"learning_rate": 5e-4, "num_train_epochs": 3.0, "warmup_steps": 0.05}
 FINETUNE = {"learning_rate": 5e-5, "num_train_epochs": 2.0, "warmup_steps": 0.1}
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16", "auto": "auto"}
 ATTENTION = ("eager", "sdpa", "flash_attention_2")
+# decoders whose transformers implementation (GenericForSequenceClassification, create_causal_mask)
+# turns packed position ids into per-text attention; each is checked in tests/test_packing.py
+PACKING_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "gemma")
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,7 @@ LIMITS: dict[str, Range] = {
     "reward_weights": Range(), "heldout_phrasings": Range(0, integer=True), "principles_per_response": Range(0, integer=True, note="0: all"),
     "principle_thresholds": Range(0, 4, note="the 0-4 rating scale"), "principle_augment": Range(0, 1),
     "nll_weight": _NONNEG, "log_var_min": Range(), "log_var_max": Range(),
+    "packing_row_tokens": Range(8, integer=True, note="tokens"),
 }
 
 
@@ -170,6 +174,8 @@ class RewardConfig(TrainingArguments):
     lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA branch's input."})
     lora_target_modules: str = field(default="auto", metadata={"help": "Comma-separated module names (q_proj,v_proj ...), all-linear, or auto: all-linear, except on NemotronH (attention, MLP and the Mamba in_proj: peft refuses the Mamba out_proj and conv1d)."})
     disable_dropout: bool = field(default=True, metadata={"help": "Set every dropout of the backbone and head to 0 (TRL's RewardTrainer default): a reward is a difference of two forward passes, which dropout makes noisy, and on CPU attention with dropout leaves SDPA's fused kernel. LoRA's own --lora_dropout is kept."})
+    packing: bool = field(default=False, metadata={"help": "Padding-free training: a batch's texts (both sides of each pair) are concatenated into rows of at most --packing_row_tokens tokens, with position ids restarting at 0 per text, so no compute goes to padding (OpenRLHF's --packing_samples; TRL lacks it, trl#3780). Rewards equal the padded ones (tested to 1e-5). Decoder checkpoints whose attention reads the boundaries from position ids: " + ", ".join(PACKING_MODEL_TYPES) + ". Not NemotronH (transformers' PyTorch Mamba2 path takes no sequence boundaries) nor encoders."})
+    packing_row_tokens: Optional[int] = field(default=None, metadata={"help": "Tokens per packed row with --packing (default: --max_length). Eager/SDPA attention costs rows x width^2 with a block-diagonal mask, so rows no wider than a padded batch's keep it from growing; with flash_attention_2 each batch is one row (transformers' varlen path reads packed texts from a single row), and this is left unset."})
     freeze_backbone: bool = field(default=False, metadata={"help": "Train the reward head alone (a linear probe on the backbone's features)."})
     output_dir: str = field(default=None, metadata={"help": "The run directory (default WS/runs/<name>-<objective>)."})
     learning_rate: Optional[float] = field(default=None, metadata={"help": f"AdamW peak learning rate. Default: {SCRATCH['learning_rate']} for a preset trained from scratch, {FINETUNE['learning_rate']} to fine-tune a pretrained checkpoint (--backbone DIR)."})

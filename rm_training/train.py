@@ -238,6 +238,35 @@ def _check_model_options(cfg: RewardConfig) -> None:
     if cfg.use_lora:
         if cfg.freeze_backbone:
             raise UsageError("--use_lora and --freeze_backbone exclude each other: LoRA adapts the backbone, --freeze_backbone trains the head alone")
+    if cfg.packing:
+        _check_packing(cfg)
+
+
+def _check_packing(cfg: RewardConfig) -> None:
+    """--packing needs a decoder whose attention takes the texts' boundaries from position ids
+    (config.PACKING_MODEL_TYPES). NemotronH cannot: transformers' PyTorch Mamba2 path (the CPU one,
+    and the GPU one without mamba-ssm) has no seq_idx in its causal conv1d or chunked scan, so a
+    packed text would start from the previous text's state (tests/test_packing.py shows it)."""
+    from .backbones import PRESETS
+    from .config import PACKING_MODEL_TYPES
+
+    src = cfg.init_from or (None if cfg.backbone in PRESETS else cfg.backbone)
+    what = f"--init_from {src}" if cfg.init_from else f"--backbone {cfg.backbone}"
+    model_type = json.loads((Path(src) / "config.json").read_text()).get("model_type") if src else "nemotron_h"
+    if model_type == "nemotron_h":
+        raise UsageError(f"--packing true: {what} is NemotronH, whose Mamba2 layers cannot be packed: transformers' PyTorch Mamba2 path takes no "
+                         "sequence boundaries (no seq_idx in its conv1d and chunked scan), so each text would start from the state of the one "
+                         "before it; use --packing false")
+    if model_type not in PACKING_MODEL_TYPES:
+        raise UsageError(f"--packing true: {what} is {model_type or 'of no known model_type'}; packing needs a decoder whose attention reads text boundaries from "
+                         f"position ids ({', '.join(PACKING_MODEL_TYPES)}); use --packing false")
+    if cfg.attn_implementation == "flash_attention_2" and cfg.packing_row_tokens:
+        raise UsageError(f"--packing_row_tokens {cfg.packing_row_tokens} with --attn_implementation flash_attention_2: transformers' flash-attention "
+                         "reads packed texts from a single row, so each batch is packed into one; leave --packing_row_tokens unset")
+    rows = cfg.packing_row_tokens or cfg.max_length
+    if rows < cfg.max_length:
+        raise UsageError(f"--packing_row_tokens {rows} is shorter than --max_length {cfg.max_length}: every text must fit in one row; "
+                         f"use --packing_row_tokens {cfg.max_length} or more")
 
 
 def resolve_run_dir(workspace: Path, name: str, objective: str, out: str | None) -> Path:
@@ -668,7 +697,7 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
 
     from .data import choose_split, load_pairs, load_rated, rating_stats, tokenize
     from .tokenizer import render
-    from .trainer import LabelCollator, MetricsFile, PairCollator, RatedCollator, RewardTrainer
+    from .trainer import LabelCollator, MetricsFile, PackedCollator, PairCollator, RatedCollator, RewardTrainer
 
     import sys
 
@@ -729,6 +758,8 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
         attributes, weights = list(cfg.attributes), list(cfg.reward_weights)
     announce(f"{objective}: {n_examples} training examples from {name!r} (split {split or 'all'}), {truncated} texts truncated to {cfg.max_length} tokens")
 
+    if cfg.packing:  # padding-free batches (checked against the backbone in _check_packing)
+        collator = PackedCollator(collator, None if cfg.attn_implementation == "flash_attention_2" else cfg.packing_row_tokens or cfg.max_length)
     model = build_model(cfg, tokenizer, num_labels)
     if cfg.use_cpu or not torch.cuda.is_available():
         from .modeling import short_ssd_chunks

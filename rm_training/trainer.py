@@ -67,6 +67,58 @@ def _pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor
     return ids, mask
 
 
+class PackedCollator:
+    """Padding-free batches: the texts of another collator's batch (chosen then rejected for pairs,
+    in its order) concatenated into rows of at most `row_tokens` tokens, first-fit from the
+    longest, with position ids restarting at 0 at each text. transformers' decoders read the
+    boundaries from the position ids when no attention mask is given (a block-diagonal causal mask
+    for eager/SDPA, varlen kernels for flash-attention), so each text sees only itself. The other
+    fields stay as the wrapped collator made them; `seq_ends` is the flat index (row * width +
+    column) of each text's last token, where RewardTrainer reads its reward. `attention_mask`
+    marks the real tokens (counted for tokens/s; the model is not given it). row_tokens None: the
+    whole batch in one row (transformers' flash-attention takes packed texts from a single row
+    only: with several it would attend across the texts of each row)."""
+
+    def __init__(self, inner, row_tokens: int | None):
+        self.inner = inner
+        self.row_tokens = row_tokens
+
+    def __call__(self, features: list[dict]) -> dict:
+        out = self.inner(features)
+        lens = out["attention_mask"].sum(1).tolist()
+        budget = self.row_tokens or sum(lens)
+        rows: list[list[int]] = []  # text indices per row
+        room: list[int] = []
+        for i in sorted(range(len(lens)), key=lambda i: -lens[i]):
+            r = next((r for r, free in enumerate(room) if free >= lens[i]), None)
+            if r is None:
+                rows.append([])
+                room.append(budget)
+                r = len(rows) - 1
+            rows[r].append(i)
+            room[r] -= lens[i]
+        width = max(budget - free for free in room)
+        pad_id = self.inner.pad_id
+        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        # the padding after a row's last text is a text of its own (positions from 0 again): no
+        # real token attends to it (causal) and no reward is read there
+        pos = torch.arange(width).repeat(len(rows), 1)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        ends = torch.zeros(len(lens), dtype=torch.long)
+        for r, members in enumerate(rows):
+            at = 0
+            for i in members:
+                n = lens[i]
+                ids[r, at : at + n] = out["input_ids"][i, :n]
+                pos[r, at : at + n] = torch.arange(n)
+                mask[r, at : at + n] = 1
+                ends[i] = r * width + at + n - 1
+                at += n
+            pos[r, at:] = torch.arange(width - at)
+        out.update(input_ids=ids, attention_mask=mask, position_ids=pos, seq_ends=ends)
+        return out
+
+
 EAGER_ATTENTION_MAX_WIDTH = 384  # on CPU, batches up to this many tokens wide train with eager attention (see RewardTrainer._call)
 
 
@@ -131,7 +183,25 @@ class RewardTrainer(Trainer):
                 return SequenceClassifierOutput(logits=logits[torch.argsort(order)])
         return self._call(model, ids, mask)
 
-    def _call(self, model, ids: torch.Tensor, mask: torch.Tensor):
+    def _packed_forward(self, model, inputs: dict) -> SequenceClassifierOutput:
+        """The rewards of a PackedCollator batch, one row per text in the unpacked order. The
+        sequence-classification head scores every position (transformers' decoder heads do, then
+        pool at the last non-pad token of each row, which would be one text per row here); a hook
+        on the head keeps those scores and each text's reward is read at its last token. use_cache
+        off: with a cache, transformers ignores packed position ids and the texts attend to each
+        other."""
+        base = self.accelerator.unwrap_model(model)
+        base = base.get_base_model() if hasattr(base, "get_base_model") else base
+        seen = []
+        hook = base.score.register_forward_hook(lambda module, args, output: seen.append(output))
+        try:
+            self._call(model, inputs["input_ids"], None, position_ids=inputs["position_ids"], use_cache=False)
+        finally:
+            hook.remove()
+        scores = seen[-1]
+        return SequenceClassifierOutput(logits=scores.reshape(-1, scores.shape[-1])[inputs["seq_ends"]])
+
+    def _call(self, model, ids: torch.Tensor, mask: torch.Tensor | None, **kwargs):
         """One forward; on CPU, with attention chosen by the batch's width: SDPA's CPU kernel is
         slow on short padded batches, where plain (eager) attention trains faster. Measured on the
         tiny Llama of bench/trl_compare.py, bf16, batches with padding: 199 vs 258 ms a step at
@@ -147,11 +217,14 @@ class RewardTrainer(Trainer):
             want = "eager" if ids.shape[1] <= EAGER_ATTENTION_MAX_WIDTH else "sdpa"
             if self._sdpa_model.config._attn_implementation != want:
                 self._sdpa_model.set_attn_implementation(want)
-        return model(input_ids=ids, attention_mask=mask)
+        return model(input_ids=ids, attention_mask=mask, **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         a = self.reward_args
-        out = self._forward(model, inputs["input_ids"], inputs["attention_mask"])
+        if "seq_ends" in inputs:  # --packing (PackedCollator)
+            out = self._packed_forward(model, inputs)
+        else:
+            out = self._forward(model, inputs["input_ids"], inputs["attention_mask"])
         self._tokens += int(inputs["attention_mask"].sum())
         self.recent_logits.extend(out.logits.detach().float().cpu().numpy())
         if a.objective == "bt":
