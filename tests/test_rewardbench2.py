@@ -12,6 +12,8 @@ import numpy as np
 import polars as pl
 import pytest
 from conftest import manifest, quarantine, run_cli, table, write_jsonl
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from helpsteer.errors import UsageError
 from rm_training.evaluate import (
@@ -202,8 +204,8 @@ def trained(tmp_path_factory):
     ws = root / "ws"
     assert run_cli("ingest", rb2, "--workspace", ws, "--name", "rb2") == 0
     assert run_cli("train", "--workspace", ws, "--name", "rb2", "--objective", "bt", "--backbone", "tiny", "--max_steps", "2",
-                   "--max_length", "64", "--save_strategy", "no", "--out", root / "run", "--dtype", "float32") == 0
-    return {"root": root, "rb2": rb2, "pairs": pairs, "run": root / "run"}
+                   "--max_length", "64", "--save_strategy", "no", "--out", "rb2-bt", "--dtype", "float32") == 0
+    return {"root": root, "ws": ws, "rb2": rb2, "pairs": pairs, "run": ws / "runs" / "rb2-bt"}
 
 
 def _rewards(trained, data, out):
@@ -259,3 +261,39 @@ def test_length_baselines_and_best_of_n(trained):
         assert row["reward_spread"] == pytest.approx(max(r) - min(r), abs=1e-12)
         assert row["reward_std"] == pytest.approx(float(np.std(r)), abs=1e-12)
         assert row["margin_over_runner_up"] == pytest.approx(max(r) - sorted(r)[-2], abs=1e-12)
+
+
+@pytest.mark.slow
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(records=st.lists(st.dictionaries(
+    st.sampled_from(["id", "prompt", "chosen", "rejected", "num_correct", "subset", "models"]),
+    st.recursive(st.none() | st.booleans() | st.integers(-3, 5) | st.floats(allow_nan=True) | st.sampled_from(["Ties", "Math", "ref:1", "tied:1", "x"]),
+                 lambda children: st.lists(children, max_size=5), max_leaves=8), max_size=7), min_size=1, max_size=8))
+def test_fuzzed_items_are_ingested_or_quarantined(tmp_path_factory, records):
+    tmp = tmp_path_factory.mktemp("fuzz")
+    ws = tmp / "ws"
+    rc = run_cli("ingest", write_jsonl(tmp / "rb2.jsonl", records), "--workspace", ws, "--name", "f", "--format", "rewardbench2")
+    assert rc in (0, 2)
+    if rc == 0:
+        src = manifest(ws, "f")["sources"][0]
+        assert src["records"] == len(records) == src["ingested"] + len(quarantine(ws, "f"))
+
+
+@pytest.mark.slow
+def test_dashboard_shows_rewardbench2_and_length_baselines(trained, monkeypatch):
+    from conftest import ROOT
+    from streamlit.testing.v1 import AppTest
+
+    assert run_cli("eval", "--model", trained["run"], "--data", trained["rb2"]) == 0  # RUN/eval/rb2.json
+    ev = json.loads((trained["run"] / "eval" / "rb2.json").read_text())
+    monkeypatch.setenv("HELPSTEER_WORKSPACE", str(trained["ws"]))
+    at = AppTest.from_file(str(ROOT / "dashboards" / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("app_pages/evaluation.py")
+    at.run()
+    assert not at.exception, at.exception
+    assert "RewardBench 2 (best-of-4, Ties weighted as the official code)" in [h.value for h in at.subheader]
+    shown = at.dataframe[0].value
+    assert shown["subset"].tolist() == list(ev["rewardbench2"]) and shown["score"].tolist() == pytest.approx(list(ev["rewardbench2"].values()))
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["longer wins"] == f"{ev['length_baselines']['longer_wins']:.3f}"
