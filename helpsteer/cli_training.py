@@ -151,7 +151,8 @@ def register(app: typer.Typer) -> None:
         if not _main_rank():
             return
         extra = f", accuracy {res['accuracy']:.4f}" if "accuracy" in res else ""
-        _err(f"scored {res['rows']} {res['level']} ({res['truncated']} truncated{extra}) -> {res['out']}")
+        what = "prompts (best of their N responses)" if res["level"] == "best-of-n" else res["level"]
+        _err(f"scored {res['rows']} {what} ({res['truncated']} truncated{extra}) -> {res['out']}")
 
     @app.command()
     def serve(

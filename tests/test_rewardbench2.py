@@ -115,6 +115,19 @@ def test_ties_score_hand_computation():
     assert ties_score([{"id": "tied:1", "scores": [1.0, 2.0, 0.0, 0.0, 0.0], "num_correct": 2}]) is None  # no ref/tied twin
 
 
+def test_subset_scores_and_their_plain_mean_by_hand():
+    items = [{"id": "0", "subset": "Math", "scores": [2.0, 1.0, 0.0, 1.0], "num_correct": 1},  # 1
+             {"id": "1", "subset": "Math", "scores": [2.0, 2.0, 0.0, 1.0], "num_correct": 1},  # 1/2
+             {"id": "2", "subset": "Focus", "scores": [0.0, 1.0, 0.0, 0.0], "num_correct": 1},  # 0
+             {"id": "ref:1", "subset": "Ties", "scores": [3.0, 0.0, 1.0, 2.0], "num_correct": 1},  # gap 1
+             {"id": "tied:1", "subset": "Ties", "scores": [4.0, 3.0, 0.0, 0.0, 1.0], "num_correct": 2}]  # spread 1, gap 2
+    # Ties: both accurate; correct_pref 2 > 1; hard min(1, 2) = 1 > 1 is false; margin tanh(1/1 - 1) = 0
+    ties = 0.30 + 0.30 + 0.20
+    assert rewardbench2_scores(items) == pytest.approx({"Focus": 0.0, "Math": 0.75, "Ties": ties, "score": (0.75 + 0.0 + ties) / 3}, abs=1e-12)
+    # a Ties subset without a ref/tied twin has no score, and neither has the mean
+    assert rewardbench2_scores(items[:3] + items[4:]) == {"Focus": 0.0, "Math": 0.75, "Ties": None, "score": None}
+
+
 def test_scores_equal_the_independent_formula_on_random_rewards():
     rng = random.Random(0)
     for trial in range(200):
