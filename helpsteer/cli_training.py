@@ -80,7 +80,7 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("auto", "--device", help="auto (CUDA when present; under torchrun each rank its own GPU), cpu, cuda or cuda:N."),
         dtype: str = typer.Option("auto", "--dtype", help="Weights' precision: auto (bfloat16 on a GPU that has it, else float32), float32, bfloat16 or float16."),
     ) -> None:
-        """Evaluate a run: pairwise accuracy, RewardBench sections, RM-Bench, calibration, regression metrics.
+        """Evaluate a run: pairwise accuracy beside length baselines, RewardBench v1 sections and RewardBench 2, RM-Bench, calibration, regression metrics.
         Under `torchrun --nproc_per_node N -m helpsteer.cli eval ...` each process scores its share; rank 0 writes."""
         from helpsteer.errors import UsageError
         from rm_training.evaluate import evaluate
@@ -138,7 +138,7 @@ def register(app: typer.Typer) -> None:
         data: Path = typer.Option(..., "--data", help="A file in any ingest format (responses or preference pairs)."),
         out: Path = typer.Option(..., "--out", help="Output parquet file."),
         format: str = typer.Option("auto", "--format", help="Format of --data."),
-        level: str = typer.Option("auto", "--level", help="pairs (one row per pair: rewards, P(A better)), responses, or auto (pairs when the file has them)."),
+        level: str = typer.Option("auto", "--level", help="pairs (one row per pair: rewards, P(A better)), responses, best-of-n (one row per prompt: the top-reward response of its N and the reward spread), or auto (pairs when the file has them)."),
         batch_size: int = typer.Option(32, "--batch-size", help="Sequences per forward pass (length-bucketed)."),
         device: str = typer.Option("auto", "--device", help="auto (CUDA when present; under torchrun each rank its own GPU), cpu, cuda or cuda:N."),
         dtype: str = typer.Option("auto", "--dtype", help="Weights' precision: auto (bfloat16 on a GPU that has it, else float32), float32, bfloat16 or float16."),
@@ -151,7 +151,8 @@ def register(app: typer.Typer) -> None:
         if not _main_rank():
             return
         extra = f", accuracy {res['accuracy']:.4f}" if "accuracy" in res else ""
-        _err(f"scored {res['rows']} {res['level']} ({res['truncated']} truncated{extra}) -> {res['out']}")
+        what = "prompts (best of their N responses)" if res["level"] == "best-of-n" else res["level"]
+        _err(f"scored {res['rows']} {what} ({res['truncated']} truncated{extra}) -> {res['out']}")
 
     @app.command()
     def serve(
@@ -225,8 +226,14 @@ def _print(res: dict) -> None:
     for k, v in res.get("calibration", {}).items():
         if not isinstance(v, list):  # the reliability bins are for plots (RUN/eval.json)
             row(f"calibration.{k}", v)
+    for k, v in (res.get("length_baselines") or {}).items():
+        row(f"length_baselines.{k}", v)
     for k, v in (res.get("rewardbench") or {}).items():
         row(f"rewardbench.{k}", v)
+    for k, v in (res.get("rewardbench2") or {}).items():
+        row(f"rewardbench2.{k}", "-" if v is None else v)
+    for k, v in ((res.get("rewardbench2_length_baselines") or {}).get("shortest_wins") or {}).items():
+        row(f"rewardbench2.{k}, shortest wins", "-" if v is None else v)
     for k in ("hard", "normal", "easy"):
         if "rm_bench" in res:
             row(f"rm_bench.{k}", res["rm_bench"][k])

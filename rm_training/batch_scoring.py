@@ -1,7 +1,8 @@
 """`helpsteer score`: offline batch scoring of a file in any ingest format with the API's own
 scoring path (`Scorer`: same rendering, truncation and length-bucketed batches), for best-of-N
 selection and data filtering without a server. Files with preference pairs give one row per pair
-(rewards of both sides, P(A better), the label); others one row per response."""
+(rewards of both sides, P(A better), the label); others one row per response; `--level best-of-n`
+one row per prompt: the top-reward response of the prompt's N and how spread its rewards are."""
 
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ def score_file(run: Path, data: Path, out: Path, fmt: str = "auto", level: str =
     from .config import check_option
     from .devices import Shards, placement
 
-    if level not in ("auto", "responses", "pairs"):
-        raise UsageError(f"--level must be auto, responses or pairs, got {level!r}")
+    if level not in ("auto", "responses", "pairs", "best-of-n"):
+        raise UsageError(f"--level must be auto, responses, pairs or best-of-n, got {level!r}")
     if not Path(out).name.endswith(".parquet"):
         raise UsageError(f"--out {out}: the output is a parquet file (name it *.parquet)")
     check_option("per_device_eval_batch_size", batch_size, "--batch-size")
@@ -45,7 +46,7 @@ def score_file(run: Path, data: Path, out: Path, fmt: str = "auto", level: str =
         ingest([Path(data)], tmp, "score", fmt=fmt)
         resp = store.load_table(tmp, "score", "responses", ["response_id", "prompt_id", "context", "prompt", "response", "split"])
         labels = None
-        if level != "responses":
+        if level in ("auto", "pairs"):
             from helpsteer.export import pair_labels
 
             labels = pair_labels(tmp, "score")
@@ -65,7 +66,9 @@ def score_file(run: Path, data: Path, out: Path, fmt: str = "auto", level: str =
             scored = scored.with_columns(pl.Series("uncertainty", [r["uncertainty"] for r in rows], dtype=pl.Float64))
         if sc.objective == "principle":
             scored = scored.with_columns(pl.Series("probability", [r["probability"] for r in rows], dtype=pl.Float64))
-        if labels is None:
+        if level == "best-of-n":
+            table = best_of_n(scored)
+        elif labels is None:
             table = scored
         else:
             pos = {rid: i for i, rid in enumerate(resp["response_id"].to_list())}
@@ -89,9 +92,24 @@ def score_file(run: Path, data: Path, out: Path, fmt: str = "auto", level: str =
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     shards.close()
-    summary = {"rows": table.height, "level": "responses" if labels is None else "pairs", "truncated": int(sum(truncated)), "out": str(out)}
+    summary = {"rows": table.height, "level": level if level == "best-of-n" else "responses" if labels is None else "pairs", "truncated": int(sum(truncated)), "out": str(out)}
     if labels is not None and table.height:
         decided = table.filter(pl.col("label").is_in(["A", "B"]))
         if decided.height:
             summary["accuracy"] = float(((decided["p_a_better"] > 0.5) == (decided["label"] == "A")).mean())
     return summary
+
+
+def best_of_n(scored: pl.DataFrame) -> pl.DataFrame:
+    """One row per prompt (its responses: the N candidates, identical texts once): the top-reward
+    response (the first in file order among equal rewards), its reward, and the spread of the N
+    rewards (max - min, population std, the margin over the runner-up: null when N = 1)."""
+    r = pl.col("reward")
+    top = r.arg_max()
+    return scored.group_by("prompt_id", maintain_order=True).agg(
+        pl.col("prompt").first(), pl.col("context").first(), pl.len().alias("n"),
+        pl.col("response_id").get(top).alias("best_response_id"), pl.col("response").get(top).alias("best_response"),
+        r.max().alias("best_reward"), r.min().alias("worst_reward"), r.mean().alias("mean_reward"),
+        (r.max() - r.min()).alias("reward_spread"), r.std(ddof=0).alias("reward_std"),
+        (r.max() - r.sort(descending=True).slice(1, 1).first()).alias("margin_over_runner_up"),
+        pl.col("truncated").any().alias("any_truncated"))

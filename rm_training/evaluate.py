@@ -1,7 +1,9 @@
 """`helpsteer eval`: a run on a workspace dataset (validation, else test, else all rows) or a file in
-any ingest format. Pairwise accuracy (overall, per subset, ties apart), RewardBench v1 sections
-with the official weighting, RM-Bench hard/normal/easy, calibration of P(A better) (Brier, ECE),
-regression MAE/Pearson/Spearman per attribute, and accuracy on unanimous vs diverging pairs when
+any ingest format. Pairwise accuracy (overall, per subset, ties apart) beside the length baselines
+(longer wins / shorter wins / accuracy where the longer one is rejected), RewardBench v1 sections
+with the official weighting, RewardBench 2 best-of-N and Ties scores as the official code computes
+them, RM-Bench hard/normal/easy, calibration of P(A better) (Brier, ECE), regression
+MAE/Pearson/Spearman per attribute, and accuracy on unanimous vs diverging pairs when
 the dataset has an analysis. Written to RUN/eval.json."""
 
 from __future__ import annotations
@@ -45,6 +47,102 @@ def rewardbench_sections(per_subset: dict[str, dict]) -> dict | None:
             out[section] = num / den
     out["score"] = float(np.mean(list(out.values())))
     return out
+
+
+# --- RewardBench 2 (allenai/reward-bench @ 05a9005, read for the rules; the code below is our own) -------
+# - Best-of-N (rewardbench/utils.py:545-592 `reroll_and_score_dataset`, lines 569-571): an item's
+#   completions are its chosen then its rejected responses; it scores 1/#(scores equal to the max) when
+#   the FIRST completion has the max score, else 0. With one chosen (every non-Ties RB2 item) that is
+#   "the chosen is on top, ties share the credit"; with several chosen outside Ties only the first counts.
+# - Per subset (scripts/run_v2.py:357-378): the mean of those credits; the subset whose name is "ties"
+#   (any case) is scored instead by `process_single_model` (rewardbench/utils.py:1033-1108):
+#   the id `ref:N` / `tied:N` groups completions per (kind, N), the first num_correct being the correct
+#   ones; per group (`_compute_prompt_stats`, utils.py:1010-1029) accurate = worst correct - best
+#   incorrect > 0, spread = best correct - worst correct (only with 2+ correct), gap = worst correct -
+#   best incorrect. ref_acc / tied_acc = mean accurate over ref / tied groups (0 when there are none).
+#   Over the N that have both a ref and a tied group (utils.py:1076): correct_pref = mean(gap_tied >
+#   spread_tied), correct_pref_hard = mean(min(gap_ref, gap_tied) > spread_tied), margin =
+#   mean(tanh(min(gap_ref, gap_tied) / spread_tied - 1)) with NaN (0/0) counted as 0 (utils.py:1088-1091).
+#   Score = 0.30 tied_acc + 0.30 ref_acc + 0.20 correct_pref + 0.20 correct_pref_hard + 0.01 margin.
+# - The overall score is the plain mean of the subset scores (the dataset card: "The RewardBench 2
+#   leaderboard averages over these six subsets"; run_v2.py reports the subsets only).
+def best_of_n_credit(scores) -> float:
+    """1/#tied-at-the-top when the first completion (the first chosen) is at the top, else 0."""
+    scores = np.asarray(scores, dtype=np.float64)
+    top = scores.max()
+    return float(1.0 / np.count_nonzero(scores == top)) if scores[0] == top else 0.0
+
+
+def ties_score(items: list[dict]) -> float | None:
+    """The official Ties score of items {id: "ref:N" | "tied:N", scores, num_correct}; None when no N has
+    both a ref and a tied item (the official mean over an empty set is NaN)."""
+    groups: dict[tuple[str, int], tuple[list, list]] = {}
+    for it in items:
+        kind, n = it["id"].split(":")
+        good, bad = groups.setdefault((kind, int(n)), ([], []))
+        good += list(it["scores"][: it["num_correct"]])
+        bad += list(it["scores"][it["num_correct"]:])
+    stats = {"ref": {}, "tied": {}}
+    for (kind, n), (good, bad) in groups.items():
+        gap = min(good) - max(bad)  # worst correct over best incorrect
+        stats[kind][n] = (gap > 0, max(good) - min(good) if len(good) > 1 else None, gap)
+    acc = {k: float(np.mean([s[0] for s in v.values()])) if v else 0.0 for k, v in stats.items()}
+    both = sorted(set(stats["ref"]) & set(stats["tied"]))
+    if not both:
+        return None
+    spread = np.array([stats["tied"][n][1] for n in both], dtype=np.float64)
+    gap_tied = np.array([stats["tied"][n][2] for n in both], dtype=np.float64)
+    gap_hard = np.minimum(np.array([stats["ref"][n][2] for n in both], dtype=np.float64), gap_tied)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a zero spread: +-inf -> tanh +-1, 0/0 -> NaN -> 0
+        margin = np.nan_to_num(np.tanh(gap_hard / spread - 1), nan=0.0)
+    return float(0.30 * acc["tied"] + 0.30 * acc["ref"] + 0.20 * np.mean(gap_tied > spread)
+                 + 0.20 * np.mean(gap_hard > spread) + 0.01 * np.mean(margin))
+
+
+def rewardbench2_scores(items: list[dict]) -> dict:
+    """{subset: score, ..., "score": plain mean} from items {id, subset, scores (chosen then rejected),
+    num_correct}; `score` is None when a subset's score is (Ties without a ref/tied twin)."""
+    out: dict = {}
+    for sub in sorted({it["subset"] for it in items}):
+        mine = [it for it in items if it["subset"] == sub]
+        out[sub] = ties_score(mine) if sub.lower() == "ties" else float(np.mean([best_of_n_credit(it["scores"]) for it in mine]))
+    vals = list(out.values())
+    out["score"] = None if any(v is None for v in vals) else float(np.mean(vals))
+    return out
+
+
+def rewardbench2_items(rows: list[dict], reward: dict) -> list[dict]:
+    """Regroup RewardBench 2 pairs (pair_id `rewardbench2:<id>:<i>:<j>`, A = chosen i, B = rejected j;
+    helpsteer/formats/pairs.py) into items with their scores in the official order; items whose
+    responses are not all scored (another split) are left out."""
+    grouped: dict[str, dict] = {}
+    for r in rows:
+        if not r["pair_id"].startswith("rewardbench2:"):
+            continue
+        item, i, j = r["pair_id"].removeprefix("rewardbench2:").rsplit(":", 2)
+        g = grouped.setdefault(item, {"id": item, "subset": r["subset"], "chosen": {}, "rejected": {}})
+        g["chosen"][int(i)], g["rejected"][int(j)] = r["response_a_id"], r["response_b_id"]
+    items = []
+    for g in grouped.values():
+        order = [g["chosen"].get(i) for i in range(len(g["chosen"]))] + [g["rejected"].get(j) for j in range(len(g["rejected"]))]
+        if all(x in reward for x in order):
+            items.append({"id": g["id"], "subset": g["subset"], "scores": [float(reward[x]) for x in order], "num_correct": len(g["chosen"])})
+    return items
+
+
+def length_baselines(chosen_len: np.ndarray, rejected_len: np.ndarray, correct: np.ndarray) -> dict:
+    """How far length alone goes on these pairs (lengths in characters of the response text): the
+    accuracy of always picking the longer / the shorter response over the pairs whose lengths differ,
+    and the model's accuracy on the pairs where the longer response is the rejected one (reward-bench
+    #267: alpacaeval-easy is won 100% by length; #268: RewardBench 2 Focus 52.7% by "shorter")."""
+    differ = chosen_len != rejected_len
+    longer = chosen_len > rejected_len
+    against = rejected_len > chosen_len  # length points the wrong way
+    return {"n_pairs": int(differ.sum()),
+            "longer_wins": float(longer[differ].mean()) if differ.any() else None,
+            "shorter_wins": float(against[differ].mean()) if differ.any() else None,
+            "n_length_controlled": int(against.sum()),
+            "length_controlled_accuracy": float(correct[against].mean()) if against.any() else None}
 
 
 def calibration(p: np.ndarray, y: np.ndarray, bins: int = 10, both_orientations: bool = False) -> dict:
@@ -118,7 +216,8 @@ def evaluate(run: Path, workspace: Path | None = None, name: str | None = None, 
         res["n_truncated"] = int(sum(truncated))
         detail = {}
         log_var = dict(zip(resp["response_id"].to_list(), logits[:, 1])) if objective == "meanvar" else None
-        _pairwise(res, workspace, name, reward, detail, log_var)
+        lengths = dict(zip(resp["response_id"].to_list(), resp["response"].str.len_chars().to_list()))
+        _pairwise(res, workspace, name, reward, detail, log_var, lengths)
         if objective == "principle":
             _principles(res, run, sc, shards, workspace, name, split)
         if objective == "regression":
@@ -167,7 +266,8 @@ def _file_label(path: Path) -> str:
     return f"{path.parent.name}-{stem}" if stem.lower() in GENERIC_STEMS and path.parent.name else stem
 
 
-def _pairwise(res: dict, workspace: Path, name: str, reward: dict, detail: dict | None = None, log_var: dict | None = None) -> None:
+def _pairwise(res: dict, workspace: Path, name: str, reward: dict, detail: dict | None = None, log_var: dict | None = None,
+              lengths: dict | None = None) -> None:
     from helpsteer.export import pair_labels
 
     labels = pair_labels(workspace, name)
@@ -191,11 +291,31 @@ def _pairwise(res: dict, workspace: Path, name: str, reward: dict, detail: dict 
         m = np.array([r["subset"] == sub for r in rows]) & decided
         if m.any():
             per[sub] = {"n": int(m.sum()), "accuracy": float(correct[m].mean())}
+    if lengths is not None and decided.any():
+        # lengths (characters) of the chosen and the rejected side of each decided pair
+        len_a = np.array([lengths[r["response_a_id"]] for r in rows])
+        len_b = np.array([lengths[r["response_b_id"]] for r in rows])
+        chosen_len, rejected_len = np.where(s < 0, len_a, len_b), np.where(s < 0, len_b, len_a)
+        res["length_baselines"] = length_baselines(chosen_len[decided], rejected_len[decided], correct[decided])
+        for sub, entry in per.items():
+            m = np.array([r["subset"] == sub for r in rows]) & decided
+            lb = length_baselines(chosen_len[m], rejected_len[m], correct[m])
+            entry.update({k: lb[k] for k in ("longer_wins", "shorter_wins", "length_controlled_accuracy")})
     if per:
         res["per_subset"] = per
         rb = rewardbench_sections(per)
         if rb:
             res["rewardbench"] = rb
+    items = rewardbench2_items(rows, reward)
+    if items:
+        res["rewardbench2"] = rewardbench2_scores(items)
+        res["n_rewardbench2_items"] = len(items)
+        if lengths is not None:
+            # the same best-of-N (and Ties) scoring with the response length as the reward
+            by_len = rewardbench2_items(rows, {k: float(v) for k, v in lengths.items()})
+            res["rewardbench2_length_baselines"] = {
+                "longest_wins": rewardbench2_scores(by_len),
+                "shortest_wins": rewardbench2_scores([{**it, "scores": [-x for x in it["scores"]]} for it in by_len])}
     # calibration of P(A better) against the label (a tie is 0.5): sigmoid(r_A - r_B) for BT-style
     # models, Thurstonian Phi((mu_A - mu_B) / sqrt(var_A + var_B)) for mean-variance models
     if log_var is not None:

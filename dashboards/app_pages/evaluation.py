@@ -1,5 +1,5 @@
-"""Evaluation: RewardBench-style section table, calibration reliability diagram, reward
-distributions of chosen vs rejected, unanimous vs diverging margins, regression scatter."""
+"""Evaluation: RewardBench-style section table, RewardBench 2 and length baselines, calibration
+reliability diagram, reward distributions of chosen vs rejected, unanimous vs diverging margins, regression scatter."""
 
 import plotly.express as px
 import plotly.graph_objects as go
@@ -38,6 +38,21 @@ if extra:
 if ev.get("rewardbench"):
     st.subheader("RewardBench sections")
     st.dataframe(pl.DataFrame([{"section": k, "score": v} for k, v in ev["rewardbench"].items()]), hide_index=True)
+if ev.get("rewardbench2"):
+    st.subheader("RewardBench 2 (best-of-4, Ties weighted as the official code)")
+    by_len = ev.get("rewardbench2_length_baselines") or {}
+    st.dataframe(pl.DataFrame([{"subset": k, "score": v, "longest wins": (by_len.get("longest_wins") or {}).get(k),
+                                "shortest wins": (by_len.get("shortest_wins") or {}).get(k)} for k, v in ev["rewardbench2"].items()],
+                              schema={"subset": pl.String, "score": pl.Float64, "longest wins": pl.Float64, "shortest wins": pl.Float64}), hide_index=True)
+lb = ev.get("length_baselines") or {}
+if lb:
+    st.subheader("Length baselines")
+    st.caption("Accuracy of always picking the longer / the shorter response (equal lengths skipped), and the model's accuracy "
+               "on the pairs where the longer response is the rejected one.")
+    c = st.columns(3)
+    c[0].metric("longer wins", fmt(lb.get("longer_wins")))
+    c[1].metric("shorter wins", fmt(lb.get("shorter_wins")))
+    c[2].metric(f"length-controlled accuracy (n={lb.get('n_length_controlled')})", fmt(lb.get("length_controlled_accuracy")))
 if ev.get("rm_bench"):
     st.subheader("RM-Bench")
     st.dataframe(pl.DataFrame([{k: ev["rm_bench"][k] for k in ("hard", "normal", "easy")}]), hide_index=True)

@@ -1,5 +1,5 @@
 """Readers for chosen/rejected pair formats: HH-RLHF transcripts, TRL-style pairs (standard and
-conversational), RewardBench v1, RM-Bench (3x3 style matrix), JudgeBench and LLMBar.
+conversational), RewardBench v1 and 2, RM-Bench (3x3 style matrix), JudgeBench and LLMBar.
 
 A single gold label per pair is stored with `annotator_id` null (it is the label, not a vote);
 A is the chosen response, so strength is -1 (HelpSteer convention: negative = A better)."""
@@ -163,6 +163,81 @@ def _norm_rewardbench(df: pl.DataFrame, ctx: Ctx) -> Result:
 register(Format("rewardbench", {"prompt": pl.String, "chosen": pl.String, "chosen_model": pl.String, "rejected": pl.String,
                                 "rejected_model": pl.String, "subset": pl.String, "id": JSON},
                 ("prompt", "chosen", "rejected", "subset"), _norm_rewardbench, description="RewardBench v1 (subset, id)"))
+
+
+# --- RewardBench 2: best-of-N items ---------------------------------------------------------------
+# One item = one prompt with 1+ chosen and 3+ rejected responses (allenai/reward-bench-2). Stored as
+# the prompt's responses plus one gold pair per (chosen i, rejected j), pair_id `rewardbench2:<id>:i:j`,
+# so pairwise evaluation works unchanged and rm_training.evaluate.rewardbench2_items regroups the
+# item (chosen in order, then rejected) for the official best-of-N and Ties scoring.
+_TIES_ID = re.compile(r"(ref|tied):[0-9]+")
+
+
+def _rb2_reason(r: dict, seen: dict, line: int) -> str | None:
+    """Why an item cannot be scored as the official code scores it, or None."""
+    for f in ("prompt", "subset", "num_correct"):
+        if r[f] is None:
+            return f"field '{f}': missing or null"
+    for f, least in (("chosen", 1), ("rejected", 3)):
+        v = r[f]
+        if v is None or len(v) < least:
+            return f"field '{f}': expected at least {least} response{'s' if least > 1 else ''}, got {0 if v is None else len(v)}"
+        for k, x in enumerate(v):
+            if x is None:
+                return f"field '{f}[{k}]': missing or null"
+    if r["num_correct"] != len(r["chosen"]):
+        # the official scorer takes the first num_correct of chosen + rejected as the correct ones
+        return f"field 'num_correct': {r['num_correct']} does not match the {len(r['chosen'])} chosen responses"
+    item = r["id"]
+    if item is not None and (isinstance(item, bool) or not isinstance(item, (str, int))):
+        return f"field 'id': expected a string or an integer, got {type(item).__name__}"
+    if r["subset"].lower() == "ties":
+        if not isinstance(item, str) or not _TIES_ID.fullmatch(item):
+            return f"field 'id': a Ties item's id is ref:N or tied:N (a prompt with one correct answer and its tied twin), got {item!r}"
+        if item.startswith("tied:") and len(r["chosen"]) < 2:
+            return f"field 'chosen': a Ties tied:N item needs at least 2 chosen (correct) responses, got {len(r['chosen'])}"
+    if item is not None:
+        first = seen.setdefault(str(item), line)
+        if first != line:
+            return f"duplicate id {item!r} (first on line {first})"
+    return None
+
+
+def _norm_rewardbench2(df: pl.DataFrame, ctx: Ctx) -> Result:
+    from ..ids import stable_hash
+
+    b = RowBuilder(ctx)
+    seen = ctx.shared.setdefault(("rewardbench2_ids", ctx.source), {})  # item ids across the file's chunks
+    for line, r in iter_records(df):
+        reason = _rb2_reason(r, seen, line)
+        if reason:
+            b.reject(line, reason)
+            continue
+        turns = [{"role": "user", "content": r["prompt"]}]
+        texts = list(r["chosen"]) + list(r["rejected"])
+        models = r["models"] if isinstance(r["models"], list) and len(r["models"]) == len(texts) else [None] * len(texts)
+        made = [b.response(turns, t, line, model=m if isinstance(m, str) else None) for t, m in zip(texts, models)]
+        ids, pid = [rid for rid, _ in made], made[0][1]
+        item = r["id"] if r["id"] is not None else stable_hash(ctx.fmt, r["prompt"], *texts)
+        n = len(r["chosen"])
+        for i in range(n):
+            for j in range(len(texts) - n):
+                a_id, b_id = ids[i], ids[n + j]
+                b.add("preferences", line, pair_id=f"{ctx.fmt}:{item}:{i}:{j}", prompt_id=pid, response_a_id=a_id, response_b_id=b_id,
+                      annotator_id=None, strength=-1.0, justification=None, subset=r["subset"],
+                      flags=["chosen_equals_rejected"] if a_id == b_id else [])
+    return b.result()
+
+
+def _rewardbench2_probe(sample: list[dict]) -> bool:
+    """RewardBench 2 tells itself from v1 by its list-valued chosen (v1: one string)."""
+    return all(isinstance(r.get("chosen"), list) for r in sample[:20])
+
+
+register(Format("rewardbench2", {"id": JSON, "prompt": pl.String, "chosen": pl.List(pl.String), "rejected": pl.List(pl.String),
+                                 "num_correct": pl.Int64, "subset": pl.String, "models": JSON},
+                ("prompt", "chosen", "rejected", "subset"), _norm_rewardbench2, probe=_rewardbench2_probe,
+                description="RewardBench 2 (best-of-N: chosen[1+], rejected[3+], num_correct, subset; Ties ids ref:N / tied:N)"))
 
 
 # --- RM-Bench: 3 styles x 3 styles -------------------------------------------------------------------
