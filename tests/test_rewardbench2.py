@@ -171,7 +171,8 @@ def test_ingest_auto_detects_and_quarantines(tmp_path):
         {**_item("g", "Math", ["c"], ["r1", "r2", "r3"]), "rejected": ["r1", 2, "r3"]},
         {**_item("h", "Math", ["c"], ["r1", None, "r3"])},
     ]
-    ws, rc = _ingest(tmp_path, "rb2", [ok, _item(7, "Focus", ["c"], ["r1", "r2", "r3"])] + bad)
+    # a Ties item may have fewer than 3 incorrect answers (its score uses gaps, not best-of-4)
+    ws, rc = _ingest(tmp_path, "rb2", [ok, _item(7, "Focus", ["c"], ["r1", "r2", "r3"]), _item("ref:1", "Ties", ["c0"], ["w1"])] + bad)
     assert rc == 0 and manifest(ws, "rb2")["format"] == "rewardbench2"
     assert [q["reason"] for q in sorted(quarantine(ws, "rb2"), key=lambda q: q["line"])] == [
         "field 'rejected': expected at least 3 responses, got 2",
@@ -188,7 +189,7 @@ def test_ingest_auto_detects_and_quarantines(tmp_path):
     prefs = table(ws, "rb2", "preferences")
     # chosen i vs rejected j under the item id; A (the chosen) better
     assert sorted(prefs["pair_id"]) == sorted([f"rewardbench2:tied:1:{i}:{j}" for i in range(2) for j in range(3)]
-                                              + [f"rewardbench2:7:0:{j}" for j in range(3)])
+                                              + [f"rewardbench2:7:0:{j}" for j in range(3)] + ["rewardbench2:ref:1:0:0"])
     assert set(prefs["strength"]) == {-1.0} and set(prefs["subset"]) == {"Ties", "Focus"}
     # a v1 file (one chosen string) stays RewardBench v1
     v1 = {"prompt": "p", "chosen": "c", "chosen_model": "m", "rejected": "r", "rejected_model": "m", "subset": "alpacaeval-easy", "id": 1}

@@ -12,7 +12,6 @@ import json
 import subprocess
 import sys
 import types
-from pathlib import Path
 from types import SimpleNamespace
 
 import httpx

@@ -166,7 +166,7 @@ register(Format("rewardbench", {"prompt": pl.String, "chosen": pl.String, "chose
 
 
 # --- RewardBench 2: best-of-N items ---------------------------------------------------------------
-# One item = one prompt with 1+ chosen and 3+ rejected responses (allenai/reward-bench-2). Stored as
+# One item = one prompt with 1+ chosen and 3+ rejected responses (1+ in Ties) (allenai/reward-bench-2). Stored as
 # the prompt's responses plus one gold pair per (chosen i, rejected j), pair_id `rewardbench2:<id>:i:j`,
 # so pairwise evaluation works unchanged and rm_training.evaluate.rewardbench2_items regroups the
 # item (chosen in order, then rejected) for the official best-of-N and Ties scoring.
@@ -178,7 +178,10 @@ def _rb2_reason(r: dict, seen: dict, line: int) -> str | None:
     for f in ("prompt", "subset", "num_correct"):
         if r[f] is None:
             return f"field '{f}': missing or null"
-    for f, least in (("chosen", 1), ("rejected", 3)):
+    # best-of-4 subsets have 3 rejected each; Ties items are scored by gaps between their correct
+    # and incorrect answers, which the official code computes for any number of incorrect ones
+    ties = isinstance(r["subset"], str) and r["subset"].lower() == "ties"
+    for f, least in (("chosen", 1), ("rejected", 1 if ties else 3)):
         v = r[f]
         if v is None or len(v) < least:
             return f"field '{f}': expected at least {least} response{'s' if least > 1 else ''}, got {0 if v is None else len(v)}"
