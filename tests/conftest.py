@@ -37,6 +37,29 @@ def run_cli(*args) -> int:
     return main([str(a) for a in args])
 
 
+def torchrun(args, launch=("--standalone", "--nproc_per_node", "2"), timeout: int = 600) -> tuple[str, str]:
+    """`python -m torch.distributed.run LAUNCH -m helpsteer.cli ARGS`, one thread per process, the
+    process group killed on timeout. Asserts exit 0 and that every rank shut its process group down;
+    returns stdout and stderr without progress bars and warnings."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", *launch, "-m", "helpsteer.cli", *map(str, args)]
+    p = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, start_new_session=True)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, err = p.communicate()
+    log = "\n".join(x for x in err.splitlines() if x.strip() and "it/s]" not in x and "Warning" not in x and "return func" not in x)
+    assert p.returncode == 0, log[-4000:]
+    assert "terminate called" not in err  # (a rank that exits with gloo's threads running aborts)
+    return out, log
+
+
 def table(ws: Path, name: str, t: str) -> pl.DataFrame:
     return pl.read_parquet(ws / "datasets" / name / f"{t}.parquet")
 

@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 
 import numpy as np
 import polars as pl
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import run_cli, torchrun
 
 
 @pytest.fixture(scope="module")
@@ -93,19 +89,6 @@ def test_device_and_dtype_are_checked_before_any_work(runs, tmp_path, capsys):
     assert not (tmp_path / "s.parquet").exists() and not (tmp_path / "r").exists()
 
 
-def _torchrun(*args, timeout=600):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "helpsteer.cli", *map(str, args)]
-    p = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, start_new_session=True)
-    try:
-        out, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        out, err = p.communicate()
-    assert p.returncode == 0, err[-3000:]
-    return out, err
-
-
 @pytest.mark.slow
 def test_eval_and_score_under_torchrun_equal_one_process(runs, tmp_path):
     """Two ranks each score half of the texts; the gathered results equal a one-process run:
@@ -113,9 +96,9 @@ def test_eval_and_score_under_torchrun_equal_one_process(runs, tmp_path):
     run = runs["llama"]
     assert run_cli("eval", "--model", run, "--workspace", runs["ws"], "--name", "pref", "--out", tmp_path / "one.json", "--device", "cpu") == 0
     assert run_cli("score", "--model", run, "--data", runs["pref"], "--out", tmp_path / "one.parquet", "--device", "cpu") == 0
-    out, _ = _torchrun("eval", "--model", run, "--workspace", runs["ws"], "--name", "pref", "--out", tmp_path / "two.json")
+    out, _ = torchrun(["eval", "--model", run, "--workspace", runs["ws"], "--name", "pref", "--out", tmp_path / "two.json"])
     assert out.count("eval: ") == 1  # rank 0 alone prints the table
-    _torchrun("score", "--model", run, "--data", runs["pref"], "--out", tmp_path / "two.parquet")
+    torchrun(["score", "--model", run, "--data", runs["pref"], "--out", tmp_path / "two.parquet"])
     one, two = (json.loads((tmp_path / f"{k}.json").read_text()) for k in ("one", "two"))
     assert two["processes"] == 2 and one["processes"] == 1
     for k in ("n_pairs", "n_responses", "n_truncated", "accuracy"):

@@ -7,17 +7,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, torchrun
 
 DS_ZERO2, DS_ZERO3 = ROOT / "configs" / "ds_zero2.json", ROOT / "configs" / "ds_zero3.json"
 needs_deepspeed = pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None,
@@ -111,23 +107,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _torchrun(launch: list[str], args: list[str], timeout: int = 600) -> str:
-    """`python -m torch.distributed.run LAUNCH -m helpsteer.cli ARGS`, one thread per process; the
-    process group is killed on timeout. Returns stderr without progress bars."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", *launch, "-m", "helpsteer.cli", *args]
-    p = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, start_new_session=True)
-    try:
-        _, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        _, err = p.communicate()
-    log = "\n".join(x for x in err.splitlines() if x.strip() and "it/s]" not in x and "Warning" not in x and "return func" not in x)
-    assert p.returncode == 0, log[-4000:]
-    assert "terminate called" not in err  # every rank shut its process group down before exiting
-    return log
-
-
 def _losses(run: Path) -> list[float]:
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     return [r["loss"] for r in rows if "loss" in r and "train_loss" not in r]
@@ -155,11 +134,11 @@ def test_deepspeed_zero3_matches_ddp_and_saves_a_plain_checkpoint(ws, tmp_path):
             "--save_strategy", "no", "--train_sampling_strategy", "sequential", "--dataloader_drop_last", "true", "--bf16", "false"]
     # the multi-node command, on one node: rank and world size come from the c10d rendezvous
     rdzv = ["--nnodes", "1", "--node_rank", "0", "--nproc_per_node", "2", "--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{_free_port()}"]
-    log = _torchrun(rdzv, [*args, "--out", "ddp"])
+    log = torchrun([*args, "--out", "ddp"], rdzv)[1]
     assert "rank 0 of 2: DDP over gloo (cpu)" in log and "rank 1 of 2: DDP over gloo (cpu)" in log
-    log = _torchrun(["--standalone", "--nproc_per_node", "2"], [*args, "--deepspeed", str(DS_ZERO3), "--out", "zero3"])
+    log = torchrun([*args, "--deepspeed", str(DS_ZERO3), "--out", "zero3"])[1]
     assert "rank 0 of 2: DeepSpeed ZeRO-3 (cpu)" in log and "rank 1 of 2: DeepSpeed ZeRO-3 (cpu)" in log
-    log = _torchrun(["--standalone", "--nproc_per_node", "2"], [*args, "--deepspeed", str(DS_ZERO2), "--out", "zero2"])
+    log = torchrun([*args, "--deepspeed", str(DS_ZERO2), "--out", "zero2"])[1]
     assert "rank 1 of 2: DeepSpeed ZeRO-2 (cpu)" in log
     ddp, zero3, zero2 = ws / "runs" / "ddp", ws / "runs" / "zero3", ws / "runs" / "zero2"
     one = _losses(ddp)
@@ -195,7 +174,7 @@ def test_zero3_regression_folds_the_target_scaling_into_the_saved_head(ws):
             "--max_length", "64", "--logging_steps", "1", "--save_strategy", "no", "--train_sampling_strategy", "sequential",
             "--dataloader_drop_last", "true", "--bf16", "false"]
     assert run_cli(*args, "--per_device_train_batch_size", "8", "--out", "reg-one") == 0
-    _torchrun(["--standalone", "--nproc_per_node", "2"], [*args, "--per_device_train_batch_size", "4", "--deepspeed", str(DS_ZERO3), "--out", "reg-zero3"])
+    torchrun([*args, "--per_device_train_batch_size", "4", "--deepspeed", str(DS_ZERO3), "--out", "reg-zero3"])
     one, zero3 = _weights(ws / "runs" / "reg-one"), _weights(ws / "runs" / "reg-zero3")
     assert np.all(one["score.bias"] > 1)  # on the rating scale (the z-scored head's bias starts at 0)
     assert max(float(np.abs(one[k] - zero3[k]).max()) for k in one) < 1e-5  # measured: 1.2e-6 (fp32)
