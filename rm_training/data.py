@@ -20,17 +20,16 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-import numpy as np
 import polars as pl
 
 from helpsteer import store
 from helpsteer.errors import UsageError
 from helpsteer.export import pair_labels
-from helpsteer.labels import item_labels, labels_by_response
+from helpsteer.labels import item_labels
 from helpsteer.schema import HELPSTEER_ATTRIBUTES
 
 from .tokenizer import render

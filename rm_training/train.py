@@ -734,7 +734,7 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
                             callbacks=[MetricsFile(run_dir / "metrics.jsonl")], reward_args=cfg)
     stats = None
     if objective == "regression" and getattr(cfg, "standardize_targets", False) and _linear_head(model) is not None:
-        t = np.array(train_dataset.with_format("numpy")["targets"], dtype=float)
+        t = np.array(train_dataset["targets"][:], dtype=float)
         stats = (np.nanmean(t, axis=0), np.maximum(np.nanstd(t, axis=0), 1e-3))
         trainer.target_stats = tuple(torch.tensor(x, dtype=torch.float32) for x in stats)
     resume = complete_checkpoint(run_dir, warn=announce) if not finished_run(run_dir) else None

@@ -111,8 +111,9 @@ class RewardTrainer(Trainer):
     def _get_train_sampler(self, train_dataset=None):
         sampler = super()._get_train_sampler(train_dataset)
         if type(sampler) is LengthGroupedSampler:
-            # (a memory-mapped dataset's column, read once as a list: the sampler indexes it per row)
-            lengths = sampler.lengths if isinstance(sampler.lengths, list) else list(sampler.lengths)
+            # a memory-mapped dataset's column read at once as a list (the sampler indexes it per row,
+            # and list(column) reads row by row: 10 s for 200k rows, [:] 0.02 s)
+            lengths = sampler.lengths if isinstance(sampler.lengths, list) else sampler.lengths[:]
             return ShuffledLengthGroupedSampler(sampler.batch_size, lengths=lengths, generator=sampler.generator)
         return sampler
 

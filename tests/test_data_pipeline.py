@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import run_cli, write_jsonl
 
 from helpsteer.errors import UsageError
