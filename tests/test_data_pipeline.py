@@ -83,6 +83,19 @@ def test_tokenized_rated_and_extra_pairs_equal_the_list_path(ws, tok, tmp_path):
     assert adv["chosen_ids"][-1] == data.tokenize(tok, [data.render(tok, ctx, "4.")], 64)[0][0]
 
 
+def test_meanvar_soft_labels_and_rating_stats_equal_the_list_path(ws, tok, tmp_path):
+    """--nll_weight: each pair carries its chosen then rejected response's (n, mean, var) of
+    helpfulness ratings, (0, 0, 0) for one without; soft labels from the votes."""
+    h2 = ws.parent / "syn" / "helpsteer2"
+    assert run_cli("ingest", h2 / "preference" / "preference.jsonl.gz", h2 / "disagreements" / "disagreements.jsonl.gz", "--workspace", ws, "--name", "both") == 0
+    ex = data.examples(ws, "both", tok, None, _cfg("meanvar", nll_weight=0.1, max_length=32), tmp_path / "cache")
+    pairs = data.load_pairs(ws, "both", tok, None, ties="half", soft_labels=True)
+    st, z = data.rating_stats(ws, "both"), (0, 0.0, 0.0)
+    want = [[float(x) for x in (*st.get(c, z), *st.get(r, z))] for c, r in zip(pairs.chosen_id, pairs.rejected_id)]
+    assert ex.dataset["rating_stats"][:] == want and sum(w[0] > 0 for w in want) > len(want) / 2
+    assert ex.dataset["label"][:] == pairs.label and any(0 < x < 1 for x in pairs.label)
+
+
 def test_a_rerun_reuses_the_cache_and_reads_no_table(ws, tok, tmp_path, monkeypatch):
     cfg = _cfg("bt", max_length=48)
     first = data.examples(ws, "pref", tok, "train", cfg, tmp_path / "cache")
