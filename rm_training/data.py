@@ -290,7 +290,9 @@ def tokenized(cache_root: Path, key: dict, frame: Callable[[], pl.DataFrame], to
     with FileLock(str(final.parent / f".{digest}.lock")):
         reused = (final / "meta.json").is_file()
         if not reused:
-            shutil.rmtree(final, ignore_errors=True)
+            # what a killed builder of this entry left (the lock's holder is its only builder)
+            for stale in [final, *final.parent.glob(f".tmp-{digest}-*")]:
+                shutil.rmtree(stale, ignore_errors=True)
             _build(final, key, frame(), tokenizer, max_length, num_proc)
     meta = json.loads((final / "meta.json").read_text())
     log.info("%s tokenized examples %s", "reusing" if reused else "wrote", final)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import threading
 from pathlib import Path
 
@@ -99,6 +100,11 @@ def test_meanvar_soft_labels_and_rating_stats_equal_the_list_path(ws, tok, tmp_p
 def test_a_rerun_reuses_the_cache_and_reads_no_table(ws, tok, tmp_path, monkeypatch):
     cfg = _cfg("bt", max_length=48)
     first = data.examples(ws, "pref", tok, "train", cfg, tmp_path / "cache")
+    # a builder killed mid-way leaves its temporary folder: the next build of that entry removes it
+    (tmp_path / "cache" / f".tmp-{first.path.name}-999999").mkdir()
+    shutil.rmtree(first.path)
+    first = data.examples(ws, "pref", tok, "train", cfg, tmp_path / "cache")
+    assert not first.reused and [p.name for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".lock")] == [first.path.name]
     files = {p: p.stat().st_mtime_ns for p in first.path.rglob("*")}
 
     def no_read(*a, **k):
@@ -149,7 +155,6 @@ def _weights(path: Path) -> dict:
     return load_file(str(path / "model.safetensors"))
 
 
-@pytest.mark.slow
 def test_eval_during_training_keeps_the_best_checkpoint(ws, capsys):
     """--eval_strategy steps logs eval_accuracy on the validation split to metrics.jsonl; with
     --load_best_model_at_end the run's weights are those of the best evaluated checkpoint. A second
@@ -173,7 +178,6 @@ def test_eval_during_training_keeps_the_best_checkpoint(ws, capsys):
     assert "reused tokenized examples" in capsys.readouterr().err
 
 
-@pytest.mark.slow
 def test_regression_eval_logs_mae_per_attribute_and_picks_the_lowest(ws):
     assert run_cli("train", "--workspace", ws, "--name", "hs2", "--objective", "regression", "--backbone", "tiny", "--max_length", "64",
                    "--max_steps", "6", "--eval_strategy", "steps", "--eval_steps", "3", "--save_strategy", "steps", "--save_steps", "3",
