@@ -107,6 +107,7 @@ LIMITS: dict[str, Range] = {
     "principle_thresholds": Range(0, 4, note="the 0-4 rating scale"), "principle_augment": Range(0, 1),
     "nll_weight": _NONNEG, "log_var_min": Range(), "log_var_max": Range(),
     "packing_row_tokens": Range(8, integer=True, note="tokens"),
+    "dataset_num_proc": Range(1, integer=True, note="processes"),
 }
 
 
@@ -192,6 +193,8 @@ class RewardConfig(TrainingArguments):
     dataloader_num_workers: int = field(default=0, metadata={"help": "Data loader processes."})
     dataloader_pin_memory: bool = field(default=False, metadata={"help": "Pin host memory for GPU transfers (off: CPU by default)."})
     seed: int = field(default=0, metadata={"help": "Seed of initialisation, shuffling and dropout."})
+    dataset_num_proc: Optional[int] = field(default=None, metadata={"help": "Processes that render and tokenize the examples (datasets .map(num_proc)) into the workspace's cache, WS/.cache/tokenized/, which later runs with the same data, tokenizer, max_length and label options reuse. Default: min(4, CPU count); a process per 2000 examples at most."})
+    metric_for_best_model: Optional[str] = field(default=None, metadata={"help": "The eval metric that picks the best checkpoint with --load_best_model_at_end (and --eval_strategy steps|epoch, which evaluates on the dataset's validation split). Default: eval_accuracy (pairwise for bt/meanvar, of P(yes) > 0.5 for principle; higher is better), eval_mae for regression (the mean over attributes of the MAE on the rating scale; lower is better)."})
     bf16: Optional[bool] = field(default=None, metadata={"help": "bf16 autocast (weights and optimizer stay fp32). Default: on where the hardware multiplies bf16 natively (a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX), as TRL does; --bf16 false for fp32."})
     # (named so, not `device`/`dtype`: TrainingArguments has a `device` property; typed --device, --dtype)
     compute_device: str = field(default="auto", metadata={"aliases": ["--device"], "help": "Where to train: auto (CUDA when present; under torchrun each rank its own GPU, LOCAL_RANK), cpu, cuda, or cuda:N (one process). CUDA asked for where there is none is an error, never a silent CPU run."})
@@ -210,6 +213,12 @@ class RewardConfig(TrainingArguments):
         for k, v in recipe.items():
             if getattr(self, k) is None:
                 setattr(self, k, v)
+        if self.dataset_num_proc is None:
+            self.dataset_num_proc = min(4, os.cpu_count() or 1)
+        if self.metric_for_best_model is None and self.load_best_model_at_end:
+            self.metric_for_best_model = "eval_mae" if self.objective == "regression" else "eval_accuracy"
+        if self.greater_is_better is None and self.metric_for_best_model is not None:
+            self.greater_is_better = not self.metric_for_best_model.endswith(("loss", "mae"))
         self.validate()
         if self.disable_tqdm is None:  # progress bars on a terminal only, quiet in pipes and logs
             import sys
@@ -265,6 +274,15 @@ class RewardConfig(TrainingArguments):
         for name in LIMITS:
             if hasattr(self, name):
                 check_option(name, getattr(self, name))
+        if self.load_best_model_at_end:  # (transformers would raise a ValueError of several lines)
+            ev, sv = (str(getattr(x, "value", x)) for x in (self.eval_strategy, self.save_strategy))
+            if ev == "no":
+                raise UsageError("--load_best_model_at_end needs --eval_strategy steps or epoch: it keeps the best of the evaluated checkpoints")
+            if sv != ev:
+                raise UsageError(f"--load_best_model_at_end with --eval_strategy {ev} needs --save_strategy {ev} (a checkpoint at every evaluation), got --save_strategy {sv}")
+            every = self.eval_steps or self.logging_steps
+            if ev == "steps" and self.save_steps % every:
+                raise UsageError(f"--load_best_model_at_end needs --save_steps ({self.save_steps:g}) to be a multiple of --eval_steps ({every:g})")
         if hasattr(self, "log_var_min") and self.log_var_min >= self.log_var_max:
             raise OptionError("log_var_min", self.log_var_min, f"below --log_var_max ({self.log_var_max:g})")
 

@@ -695,8 +695,7 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
     import datasets
     import torch
 
-    from .data import choose_split, load_pairs, load_rated, rating_stats, tokenize
-    from .tokenizer import render
+    from .data import cache_dir, choose_split, examples, tokenize
     from .trainer import LabelCollator, MetricsFile, PackedCollator, PairCollator, RatedCollator, RewardTrainer
 
     import sys
@@ -705,11 +704,13 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
 
     if not sys.stderr.isatty():  # transformers' loading/saving bars too stay quiet in pipes
         transformers.utils.logging.disable_progress_bar()
+        datasets.disable_progress_bars()
     workspace = Path(workspace)
     manifest = store.read_manifest(workspace, name)
     run_dir = resolve_run_dir(workspace, name, objective, out)
     cfg = parse_config(objective, config_file, overrides or [], run_dir)
     split = choose_split(workspace, name, "train")
+    eval_split = _eval_split(cfg, workspace, name)
     check_run_dir(run_dir, out)
     run_dir.mkdir(parents=True, exist_ok=True)
     main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes files
@@ -717,44 +718,39 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
     if main_process:
         save_tokenizer(tokenizer, run_dir)
 
+    if objective != "principle":  # rendered and tokenized on disk (data.tokenized), memory-mapped
+        cache = cache_dir(workspace, run_dir)
+        ex = examples(workspace, name, tokenizer, split, cfg, cache, extra_pairs=extra_pairs)
+        announce(f"{'reused' if ex.reused else 'wrote'} tokenized examples {ex.path}")
+        train_dataset, n_examples, truncated = ex.dataset, len(ex.dataset), ex.truncated
+        eval_dataset = examples(workspace, name, tokenizer, eval_split, cfg, cache).dataset if eval_split else None
     if objective in ("bt", "meanvar"):
-        pairs = load_pairs(workspace, name, tokenizer, split, ties=cfg.ties, soft_labels=cfg.soft_labels)
-        for ctx, good, bad in extra_pairs or []:
-            pairs.add(f"adv:{len(pairs)}", render(tokenizer, ctx, good), render(tokenizer, ctx, bad), 1.0, 1.0, "adversarial")
-        c_ids, n_tc = tokenize(tokenizer, pairs.chosen, cfg.max_length)
-        r_ids, n_tr = tokenize(tokenizer, pairs.rejected, cfg.max_length)
-        data = {"chosen_ids": c_ids, "rejected_ids": r_ids, "strength": pairs.strength, "label": pairs.label,
-                "length": [max(len(a), len(b)) for a, b in zip(c_ids, r_ids)]}
-        n_examples, truncated, num_labels, collator = len(pairs), n_tc + n_tr, 1, PairCollator(tokenizer.pad_token_id)
+        num_labels, collator = 1, PairCollator(tokenizer.pad_token_id)
         attributes, weights = ["reward"], [1.0]
         if objective == "meanvar":
             num_labels, attributes, weights = 2, ["mean", "log_var"], [1.0, 0.0]
-            if cfg.nll_weight:
-                st = rating_stats(workspace, name)
-                if not st:
-                    raise UsageError(f"--nll_weight needs per-annotator helpfulness ratings in {name!r}; it has none")
-                z = (0, 0.0, 0.0)
-                data["rating_stats"] = [(*st.get(c, z), *st.get(r, z)) for c, r in zip(pairs.chosen_id, pairs.rejected_id)]
     elif objective == "principle":
         from helpsteer.schema import HELPSTEER_ATTRIBUTES
 
         from .principles import load_principled
 
-        pr = load_principled(workspace, name, tokenizer, split, purpose="train", heldout_phrasings=cfg.heldout_phrasings,
-                             thresholds=dict(zip(HELPSTEER_ATTRIBUTES, cfg.principle_thresholds)), per_response=cfg.principles_per_response,
-                             principles_file=cfg.principles_file, seed=cfg.seed, augment=cfg.principle_augment)
-        if not len(pr):
-            raise UsageError(f"dataset {name!r} has no principle data in split {split or 'all'}: it needs principle rows (helpsteer3-principle), "
-                             "feedback texts, attribute ratings, or --principles_file")
-        ids, truncated = tokenize(tokenizer, pr.text, cfg.max_length)
-        data = {"input_ids": ids, "label": pr.label, "length": [len(x) for x in ids]}
-        n_examples, num_labels, collator = len(pr), 1, LabelCollator(tokenizer.pad_token_id)
+        def principled(split_, purpose):
+            # (in memory: load_principled renders its texts as it samples the principles)
+            pr = load_principled(workspace, name, tokenizer, split_, purpose=purpose, heldout_phrasings=cfg.heldout_phrasings,
+                                 thresholds=dict(zip(HELPSTEER_ATTRIBUTES, cfg.principle_thresholds)), per_response=cfg.principles_per_response,
+                                 principles_file=cfg.principles_file, seed=cfg.seed, augment=cfg.principle_augment)
+            if not len(pr):
+                raise UsageError(f"dataset {name!r} has no principle data in split {split_ or 'all'}: it needs principle rows (helpsteer3-principle), "
+                                 "feedback texts, attribute ratings, or --principles_file")
+            ids, cut = tokenize(tokenizer, pr.text, cfg.max_length)
+            return datasets.Dataset.from_dict({"input_ids": ids, "label": pr.label, "length": [len(x) for x in ids]}), cut
+
+        train_dataset, truncated = principled(split, "train")
+        eval_dataset = principled(eval_split, "eval")[0] if eval_split else None
+        n_examples, num_labels, collator = len(train_dataset), 1, LabelCollator(tokenizer.pad_token_id)
         attributes, weights = ["yes"], [1.0]
     else:
-        rated = load_rated(workspace, name, tokenizer, split, attributes=tuple(cfg.attributes))
-        ids, truncated = tokenize(tokenizer, rated.text, cfg.max_length)
-        data = {"input_ids": ids, "targets": rated.targets, "length": [len(x) for x in ids]}
-        n_examples, num_labels, collator = len(rated), len(cfg.attributes), RatedCollator(tokenizer.pad_token_id)
+        num_labels, collator = len(cfg.attributes), RatedCollator(tokenizer.pad_token_id)
         attributes, weights = list(cfg.attributes), list(cfg.reward_weights)
     announce(f"{objective}: {n_examples} training examples from {name!r} (split {split or 'all'}), {truncated} texts truncated to {cfg.max_length} tokens")
 
@@ -765,14 +761,14 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
         from .modeling import short_ssd_chunks
 
         short_ssd_chunks(model)
-    trainer = RewardTrainer(model=model, args=cfg, train_dataset=datasets.Dataset.from_dict(data), data_collator=collator,
+    trainer = RewardTrainer(model=model, args=cfg, train_dataset=train_dataset, eval_dataset=eval_dataset, data_collator=collator,
                             callbacks=[MetricsFile(run_dir / "metrics.jsonl")], reward_args=cfg)
     if trainer.args.world_size > 1 or trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:
         # every rank says where it stands: rank and world size as the launcher set them, the engine
         announce(f"rank {trainer.args.process_index} of {trainer.args.world_size}: {engine_name(trainer)}")
     stats = None
     if objective == "regression" and getattr(cfg, "standardize_targets", False) and _linear_head(model) is not None:
-        t = np.array(data["targets"], dtype=float)
+        t = np.array(train_dataset["targets"][:], dtype=float)
         stats = (np.nanmean(t, axis=0), np.maximum(np.nanstd(t, axis=0), 1e-3))
         trainer.target_stats = tuple(torch.tensor(x, dtype=torch.float32) for x in stats)
     resume = complete_checkpoint(run_dir, warn=announce) if not finished_run(run_dir) else None
@@ -791,13 +787,16 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
     # was trained on, recorded during training; by then the learning rate has decayed to almost
     # nothing, so they are the final weights' rewards to a close approximation, without a scoring
     # pass that would cost a tenth of a short run
-    logits = np.array(trainer.recent_logits, dtype=np.float64)
+    # (with --load_best_model_at_end the weights may be an earlier checkpoint's: scored too)
+    logits = np.array(trainer.recent_logits if not cfg.load_best_model_at_end else [], dtype=np.float64)
     if len(logits) < 64:  # (a resumed run with nothing left to train) score a sample instead
         from .scoring import score_token_ids
 
-        texts_ids = data["chosen_ids"] + data["rejected_ids"] if "chosen_ids" in data else data["input_ids"]
-        pick = np.random.default_rng(cfg.seed).choice(len(texts_ids), min(512, len(texts_ids)), replace=False)
-        logits = score_token_ids(trainer.model, [texts_ids[i] for i in sorted(pick)], tokenizer.pad_token_id, batch_size=cfg.per_device_eval_batch_size)
+        cols = ["chosen_ids", "rejected_ids"] if "chosen_ids" in train_dataset.column_names else ["input_ids"]
+        n = len(train_dataset)
+        pick = np.random.default_rng(cfg.seed).choice(len(cols) * n, min(512, len(cols) * n), replace=False)  # rows of the chosen, then the rejected texts
+        texts_ids = [train_dataset[int(i % n)][cols[i // n]] for i in sorted(pick)]
+        logits = score_token_ids(trainer.model, texts_ids, tokenizer.pad_token_id, batch_size=cfg.per_device_eval_batch_size)
     elif stats is not None:  # recorded on the z-score scale of the targets
         logits = logits * stats[1] + stats[0]
     rewards = logits @ np.array(weights)
@@ -849,6 +848,19 @@ def full_state_dict(trainer) -> dict | None:
     if not (trainer.is_deepspeed_enabled and is_deepspeed_zero3_enabled()):
         return None
     return trainer.accelerator.get_state_dict(trainer.deepspeed)
+
+
+def _eval_split(cfg: RewardConfig, workspace: Path, name: str) -> str | None:
+    """The split evaluated during training (--eval_strategy steps|epoch): validation, else test."""
+    from .data import choose_split
+
+    if str(getattr(cfg.eval_strategy, "value", cfg.eval_strategy)) == "no":
+        return None
+    split = choose_split(workspace, name, "eval")
+    if split is None:
+        raise UsageError(f"--eval_strategy {getattr(cfg.eval_strategy, 'value', cfg.eval_strategy)} evaluates on the validation (or test) split, and dataset {name!r} has neither; "
+                         f"run `helpsteer split --workspace {workspace} --name {name}`")
+    return split
 
 
 def _end_distributed(trainer) -> None:
