@@ -14,16 +14,20 @@ from transformers import TrainingArguments
 from helpsteer.errors import UsageError
 from helpsteer.schema import HELPSTEER_ATTRIBUTES
 
+from .devices import DTYPE_NAMES
+
 # Nemotron-4-340B-Reward: scalar reward from the five HelpSteer attributes
 NEMOTRON_WEIGHTS = {"helpfulness": 0.3, "correctness": 0.74, "coherence": 0.46, "complexity": 0.47, "verbosity": -0.33}
 
 
-def native_bf16() -> bool:
-    """Whether bf16 matmuls run natively here: a CUDA GPU with bf16, or a CPU whose oneDNN has
-    bf16 kernels (AVX512-BF16 / AMX). Elsewhere bf16 is emulated and slower than fp32."""
+def native_bf16(device=None) -> bool:
+    """Whether bf16 matmuls run natively on `device` (default: CUDA when present, else the CPU): a
+    CUDA GPU with bf16, or a CPU whose oneDNN has bf16 kernels (AVX512-BF16 / AMX). Elsewhere bf16
+    is emulated and slower than fp32."""
     import torch
 
-    if torch.cuda.is_available():
+    on_gpu = torch.cuda.is_available() if device is None else torch.device(device).type == "cuda"
+    if on_gpu:
         return torch.cuda.is_bf16_supported()
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -36,7 +40,7 @@ def native_bf16() -> bool:
 # high rate would wreck the pretrained features (TRL's reward recipes fine-tune at 1e-5 to 1e-4).
 SCRATCH = {"learning_rate": 5e-4, "num_train_epochs": 3.0, "warmup_steps": 0.05}
 FINETUNE = {"learning_rate": 5e-5, "num_train_epochs": 2.0, "warmup_steps": 0.1}
-DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16", "auto": "auto"}
+DTYPES = DTYPE_NAMES  # --torch_dtype takes the same spellings as --dtype
 ATTENTION = ("eager", "sdpa", "flash_attention_2")
 # decoders whose transformers implementation (GenericForSequenceClassification, create_causal_mask)
 # turns packed position ids into per-text attention; each is checked in tests/test_packing.py
@@ -218,15 +222,16 @@ class RewardConfig(TrainingArguments):
         if self.metric_for_best_model is None and self.load_best_model_at_end:
             self.metric_for_best_model = "eval_mae" if self.objective == "regression" else "eval_accuracy"
         if self.greater_is_better is None and self.metric_for_best_model is not None:
-            self.greater_is_better = not self.metric_for_best_model.endswith(("loss", "mae"))
+            # (eval_loss, eval_mae and eval_mae_<attribute> are errors: lower is better)
+            self.greater_is_better = self.metric_for_best_model.removeprefix("eval_").split("_")[0] not in ("loss", "mae")
         self.validate()
         if self.disable_tqdm is None:  # progress bars on a terminal only, quiet in pipes and logs
             import sys
 
             self.disable_tqdm = not sys.stderr.isatty()
-        self._placement()
+        device = self._placement()
         if self.bf16 is None:
-            self.bf16 = native_bf16() and not self.fp16
+            self.bf16 = native_bf16(device) and not self.fp16
         if self.bf16 and not torch.cuda.is_available():
             self.use_cpu = True  # transformers only autocasts on CPU when told it is a CPU run
         # under torchrun on a machine without CUDA, DDP runs over gloo
@@ -244,30 +249,29 @@ class RewardConfig(TrainingArguments):
 
             deepspeed.comm.init_distributed(dist_backend=torch.distributed.get_backend(), auto_mpi_discovery=False)
 
-    def _placement(self) -> None:
+    def _placement(self):
         """--device and --dtype onto TrainingArguments' own switches (use_cpu, bf16, fp16), checked
         against them: `--dtype float32 --bf16 true` is a contradiction, not a choice."""
         import torch
 
-        from .devices import DTYPE_NAMES, resolve_device
+        from .devices import dtype_name, resolve_device
 
         dev = resolve_device(self.compute_device)
         if dev.type == "cpu":
             self.use_cpu = True
         elif dev.index and int(os.environ.get("WORLD_SIZE", "1")) == 1:
             torch.cuda.set_device(dev)  # (accelerate places a single process on the current device)
-        prec = DTYPE_NAMES.get(str(self.compute_dtype).strip().lower())
-        if prec is None:
-            raise UsageError(f"--dtype {self.compute_dtype}: must be auto, float32, bfloat16 or float16")
+        prec = dtype_name(str(self.compute_dtype))
         if prec == "float16" and dev.type != "cuda":
             raise UsageError("--dtype float16: fp16 mixed precision needs a CUDA GPU (its loss scaling); use --dtype bfloat16 or float32 on the CPU")
         wanted = {"float32": (False, False), "bfloat16": (True, False), "float16": (False, True)}.get(prec)
         if wanted is None:
-            return
+            return dev
         for flag, have, want in (("--bf16", self.bf16, wanted[0]), ("--fp16", self.fp16 or None, wanted[1])):
             if have is not None and bool(have) != want:
                 raise UsageError(f"--dtype {self.compute_dtype} with {flag} {str(bool(have)).lower()}: they contradict each other; give one of them")
         self.bf16, self.fp16 = wanted
+        return dev
 
     def validate(self) -> None:
         """Every numeric field against LIMITS, before transformers or any training sees it."""
@@ -278,10 +282,11 @@ class RewardConfig(TrainingArguments):
             ev, sv = (str(getattr(x, "value", x)) for x in (self.eval_strategy, self.save_strategy))
             if ev == "no":
                 raise UsageError("--load_best_model_at_end needs --eval_strategy steps or epoch: it keeps the best of the evaluated checkpoints")
-            if sv != ev:
-                raise UsageError(f"--load_best_model_at_end with --eval_strategy {ev} needs --save_strategy {ev} (a checkpoint at every evaluation), got --save_strategy {sv}")
+            if sv not in (ev, "best"):  # ("best": transformers saves only when the metric improves)
+                raise UsageError(f"--load_best_model_at_end with --eval_strategy {ev} needs --save_strategy {ev} or best (a checkpoint at every evaluation, "
+                                 f"or at every better one), got --save_strategy {sv}")
             every = self.eval_steps or self.logging_steps
-            if ev == "steps" and self.save_steps % every:
+            if ev == "steps" and sv == "steps" and self.save_steps % every:
                 raise UsageError(f"--load_best_model_at_end needs --save_steps ({self.save_steps:g}) to be a multiple of --eval_steps ({every:g})")
         if hasattr(self, "log_var_min") and self.log_var_min >= self.log_var_max:
             raise OptionError("log_var_min", self.log_var_min, f"below --log_var_max ({self.log_var_max:g})")

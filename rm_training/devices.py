@@ -46,14 +46,20 @@ def resolve_device(spec: str | None = "auto", flag: str = "--device"):
     return torch.device("cuda", index)
 
 
+def dtype_name(spec: str | None, flag: str = "--dtype") -> str:
+    """The torch dtype name a --dtype spelling means ("auto" kept), or a UsageError naming the flag."""
+    name = DTYPE_NAMES.get((spec or "auto").strip().lower())
+    if name is None:
+        raise UsageError(f"{flag} {spec}: must be auto, float32, bfloat16 or float16")
+    return name
+
+
 def resolve_dtype(spec: str | None, device, flag: str = "--dtype"):
     """The torch dtype weights are loaded and run in: auto = bfloat16 on a CUDA GPU that has it,
     float32 elsewhere (on CPUs without bf16 kernels bf16 is emulated and slower)."""
     import torch
 
-    name = DTYPE_NAMES.get((spec or "auto").strip().lower())
-    if name is None:
-        raise UsageError(f"{flag} {spec}: must be auto, float32, bfloat16 or float16")
+    name = dtype_name(spec, flag)
     if name == "auto":
         name = "bfloat16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
     return getattr(torch, name)
@@ -80,6 +86,10 @@ class Shards:
             import torch.distributed as dist
 
             if not dist.is_initialized():
+                missing = [v for v in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(v)]
+                if missing:
+                    raise UsageError(f"WORLD_SIZE={self.size} but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: run under torchrun "
+                                     "(`torchrun --nproc_per_node N -m helpsteer.cli ...`), or unset WORLD_SIZE for one process")
                 dist.init_process_group("gloo")
                 self._owned = True
             self.group = dist.new_group(backend="gloo")

@@ -36,9 +36,18 @@ def length_buckets(lengths: list[int], batch_size: int, max_tokens: int | None =
 
 @torch.inference_mode()
 def score_token_ids(model, ids: list[list[int]], pad_id: int, batch_size: int = 32, max_tokens: int | None = None) -> np.ndarray:
+    import contextlib
+
     model.eval()
-    out = np.zeros((len(ids), model.config.num_labels), dtype=np.float64)
     device = next(model.parameters()).device
+    # kernels that launch on the current CUDA device (Triton's, mamba-ssm's) follow the model's GPU,
+    # also from a serving replica's thread, where the current device is cuda:0 by default
+    with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
+        return _score_buckets(model, ids, pad_id, batch_size, max_tokens, device)
+
+
+def _score_buckets(model, ids: list[list[int]], pad_id: int, batch_size: int, max_tokens: int | None, device) -> np.ndarray:
+    out = np.zeros((len(ids), model.config.num_labels), dtype=np.float64)
     for idx in length_buckets([len(x) for x in ids], batch_size, max_tokens):
         batch = [ids[i] for i in idx]
         width = max(max(len(x) for x in batch), 1)

@@ -923,7 +923,7 @@ def _for_other_trainers(model, run_dir: Path) -> None:
 
     model.config.mean = model.config.reward_mean
     model.config.std = model.config.reward_std
-    if type(model).__name__ == "NemotronHForSequenceClassification":
+    if model.config.model_type == "nemotron_h":  # (the config, not the class: an engine may have wrapped the model)
         shutil.copyfile(modeling.__file__, run_dir / f"{REMOTE_MODELING}.py")
         model.config.auto_map = {"AutoModelForSequenceClassification": f"{REMOTE_MODELING}.NemotronHForSequenceClassification"}
 

@@ -339,7 +339,11 @@ class RewardTrainer(Trainer):
         p, y = np.asarray(pred.predictions, dtype=np.float64), np.asarray(pred.label_ids, dtype=np.float64)
         objective = self.reward_args.objective
         if objective in ("bt", "meanvar"):
-            return {"accuracy": float((p[:, 0, 0] > p[:, 1, 0]).mean())}
+            # the side the label favours (1: the chosen, a soft label: P(chosen better)); ties
+            # (label 0.5, --ties half) favour neither and are left out
+            decided = y != 0.5
+            right = (p[:, 0, 0] > p[:, 1, 0]) == (y > 0.5)
+            return {"accuracy": float(right[decided].mean()) if decided.any() else float("nan")}
         if objective == "principle":
             return {"accuracy": float(((p[:, 0] > 0) == (y > 0.5)).mean())}
         if self.target_stats is not None:  # the model predicts z-scores during training

@@ -204,7 +204,8 @@ def test_eval_and_pipeline_option_errors(ws, tmp_path):
     assert not (tmp_path / "r").exists()  # refused before any work
     with pytest.raises(UsageError, match=r"^--load_best_model_at_end needs --eval_strategy steps or epoch"):
         _cfg("bt", load_best_model_at_end="true")
-    with pytest.raises(UsageError, match=r"^--load_best_model_at_end with --eval_strategy steps needs --save_strategy steps \(a checkpoint at every evaluation\), got --save_strategy epoch$"):
+    with pytest.raises(UsageError, match=r"^--load_best_model_at_end with --eval_strategy steps needs --save_strategy steps or best \(a checkpoint at every evaluation, "
+                                         r"or at every better one\), got --save_strategy epoch$"):
         _cfg("bt", load_best_model_at_end="true", eval_strategy="steps")
     with pytest.raises(UsageError, match=r"^--load_best_model_at_end needs --save_steps \(5\) to be a multiple of --eval_steps \(2\)$"):
         _cfg("bt", load_best_model_at_end="true", eval_strategy="steps", save_strategy="steps", save_steps=5, eval_steps=2)
@@ -212,5 +213,25 @@ def test_eval_and_pipeline_option_errors(ws, tmp_path):
         _cfg("bt", dataset_num_proc=0)
     cfg = _cfg("regression", load_best_model_at_end="true", eval_strategy="epoch")
     assert (cfg.metric_for_best_model, cfg.greater_is_better) == ("eval_mae", False)
+    # a per-attribute error is an error too: the lowest is the best
+    cfg = _cfg("regression", load_best_model_at_end="true", eval_strategy="epoch", metric_for_best_model="eval_mae_helpfulness")
+    assert cfg.greater_is_better is False
+    assert _cfg("bt", load_best_model_at_end="true", eval_strategy="epoch", save_strategy="best").greater_is_better is True
     cfg = _cfg("bt", load_best_model_at_end="true", eval_strategy="epoch")
     assert (cfg.metric_for_best_model, cfg.greater_is_better) == ("eval_accuracy", True)
+
+
+def test_eval_accuracy_leaves_ties_out_and_reads_soft_labels():
+    """Pairwise eval_accuracy: a tie (label 0.5) favours neither side; a soft label favours the
+    side it gives more than one half."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from rm_training.trainer import RewardTrainer
+
+    me = SimpleNamespace(reward_args=SimpleNamespace(objective="bt"))
+    pred = SimpleNamespace(predictions=np.array([[[2.0], [1.0]], [[0.0], [1.0]], [[3.0], [0.0]], [[0.0], [1.0]]]),
+                           label_ids=np.array([1.0, 1.0, 0.5, 0.2]))
+    # right: pair 0 (chosen higher), pair 3 (label 0.2 favours the rejected, which scores higher); wrong: pair 1; tie left out
+    assert RewardTrainer.reward_metrics(me, pred) == {"accuracy": 2 / 3}

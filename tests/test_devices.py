@@ -156,3 +156,27 @@ def test_serve_with_two_replicas_scores_like_the_scorer(runs):
 
         got = asyncio.run(burst())
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_world_size_without_a_launcher_is_one_line(runs, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    monkeypatch.delenv("MASTER_PORT", raising=False)
+    assert run_cli("score", "--model", runs["llama"], "--data", runs["pref"], "--out", tmp_path / "s.parquet", "--device", "cpu") == 2
+    assert capsys.readouterr().err.strip() == ("error: WORLD_SIZE=2 but MASTER_ADDR and MASTER_PORT are not set: run under torchrun "
+                                              "(`torchrun --nproc_per_node N -m helpsteer.cli ...`), or unset WORLD_SIZE for one process")
+    assert not (tmp_path / "s.parquet").exists()
+
+
+def test_bf16_default_follows_the_chosen_device(monkeypatch):
+    """On a machine with a bf16 GPU, `--device cpu` asks the CPU (oneDNN), not the GPU."""
+    import torch
+
+    from rm_training.config import native_bf16
+
+    cpu_answer = native_bf16("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert native_bf16(None) is True and native_bf16("cuda") is True
+    assert native_bf16("cpu") == cpu_answer

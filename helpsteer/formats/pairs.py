@@ -194,7 +194,7 @@ def _rb2_reason(r: dict, seen: dict, line: int) -> str | None:
     item = r["id"]
     if item is not None and (isinstance(item, bool) or not isinstance(item, (str, int))):
         return f"field 'id': expected a string or an integer, got {type(item).__name__}"
-    if r["subset"].lower() == "ties":
+    if ties:
         if not isinstance(item, str) or not _TIES_ID.fullmatch(item):
             return f"field 'id': a Ties item's id is ref:N or tied:N (a prompt with one correct answer and its tied twin), got {item!r}"
         if item.startswith("tied:") and len(r["chosen"]) < 2:
