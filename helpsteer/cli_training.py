@@ -201,9 +201,9 @@ def register(app: typer.Typer) -> None:
 
 def _main_rank() -> bool:
     """Whether this process prints: always, except on torchrun's ranks other than 0."""
-    import os
+    from rm_training.devices import world
 
-    return os.environ.get("RANK", "0") == "0"
+    return world()[0] == 0
 
 
 def _print(res: dict) -> None:
