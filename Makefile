@@ -63,6 +63,8 @@ bench: install pretrained
 	$(PY) bench/mfu.py
 	$(PY) bench/dashboard.py
 	$(PY) bench/serve.py
+	$(PY) bench/packing.py
+	$(PY) bench/data_pipeline.py
 
 clean:
 	rm -rf $(VENV) $(LS_VENV) .cache workspace bench/_work .pytest_cache
