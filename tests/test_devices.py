@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 
 import numpy as np
@@ -73,6 +74,7 @@ def test_device_and_dtype_are_checked_before_any_work(runs, tmp_path, capsys):
         (["score", "--model", runs["llama"], "--data", runs["pref"], "--out", tmp_path / "s.parquet", "--dtype", "int8"],
          "--dtype int8: must be auto, float32, bfloat16 or float16"),
         (["serve", "--model", runs["llama"], "--replicas", "0"], "--replicas 0: must be >= 1"),
+        (["serve", "--model", runs["llama"], "--replicas", "99999999999"], f"--replicas 99999999999: on the CPU at most one replica per core ({os.cpu_count()} here)"),
         (["serve", "--model", runs["llama"], "--device", "cuda:1"],
          "--device cuda:1: no CUDA device is visible here (torch.cuda.is_available() is False); use --device cpu"),
         (["train", "--workspace", runs["ws"], "--name", "pref", "--objective", "bt", "--backbone", "tiny", "--out", tmp_path / "r", "--dtype", "float16"],

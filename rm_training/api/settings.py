@@ -40,6 +40,11 @@ class Settings(BaseSettings):
 
         dev, dt = placement(self.device or "auto", self.dtype)
         if dev.type != "cuda":
+            import os
+
+            cores = os.cpu_count() or 1
+            if self.replicas > cores:  # (each CPU replica is an inference thread with at least one core)
+                raise UsageError(f"--replicas {self.replicas}: on the CPU at most one replica per core ({cores} here)")
             return [(dev, dt)] * self.replicas
         import torch
 
