@@ -195,6 +195,8 @@ def test_pooling_endpoints_put_bos_back_and_validate(runs, server):
         ("/verify", {"responses_create_params": {"input": "hi"}}, 422, "response: Field required"),
         ("/verify", {"responses_create_params": {"input": "hi"}, "response": {"output": [{"type": "reasoning", "summary": []}]}}, 422,
          "response.output: no assistant message to score (only reasoning or tool-call items)"),
+        ("/verify", {"responses_create_params": {"input": [{"role": 5, "content": "x"}]}, "response": {"output": []}}, 422,
+         "responses_create_params.input[0].role: expected a string (user, assistant, system, developer), got int"),
         ("/verify", {"responses_create_params": {"input": 5}, "response": {"output": []}}, 422,
          "responses_create_params.input: give the conversation as a string or a list of message items"),
     ]:

@@ -96,6 +96,8 @@ def responses_conversation(params: dict, response: dict) -> tuple[list[dict], st
                 raise ProtocolError(f"responses_create_params.input[{k}]: an input item must be an object, got {type(item).__name__}")
             if item.get("type", "message") != "message" or "role" not in item:
                 continue  # function_call / function_call_output / reasoning items
+            if not isinstance(item["role"], str):
+                raise ProtocolError(f"responses_create_params.input[{k}].role: expected a string (user, assistant, system, developer), got {type(item['role']).__name__}")
             role = "system" if item["role"] == "developer" else item["role"]
             context.append({"role": role, "content": _text_of(item.get("content", ""), f"responses_create_params.input[{k}].content")})
     else:
