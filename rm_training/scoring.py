@@ -248,6 +248,10 @@ class Scorer:
     def rewards(self, logits: np.ndarray) -> np.ndarray:
         return logits @ self.weights
 
+    def item_rewards(self, items: list[Item]) -> np.ndarray:
+        """The scalar reward of each item (encode, logits, logits @ weights)."""
+        return self.rewards(self.logits(self.encode(items)[0]))
+
     def results(self, logits: np.ndarray, truncated: list[bool]) -> list[dict]:
         """Per row: reward (logits @ weights), attributes (regression models), uncertainty (the
         standard deviation sqrt(exp(log_var)) of mean-var models) and, for principle models, the
