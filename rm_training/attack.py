@@ -141,15 +141,15 @@ def _pairs(workspace: Path, name: str, split: str | None) -> pl.DataFrame:
 
 def clean_accuracy(sc: Scorer, pairs: pl.DataFrame) -> float:
     ctx = pairs["context"].to_list()
-    rc = sc.rewards(sc.logits(sc.encode([Item(c, x) for c, x in zip(ctx, pairs["chosen"].to_list())])[0]))
-    rr = sc.rewards(sc.logits(sc.encode([Item(c, x) for c, x in zip(ctx, pairs["rejected"].to_list())])[0]))
+    rc = sc.item_rewards([Item(c, x) for c, x in zip(ctx, pairs["chosen"].to_list())])
+    rr = sc.item_rewards([Item(c, x) for c, x in zip(ctx, pairs["rejected"].to_list())])
     return float((rc > rr).mean())
 
 
 def _z(sc: Scorer, items: list[Item]) -> np.ndarray:
     """Rewards in units of the model's reward spread over its training data."""
-    std = float(getattr(sc.model.config, "reward_std", 1.0) or 1.0)
-    return sc.rewards(sc.logits(sc.encode(items)[0])) / max(std, 1e-6)
+    std = sc.reward_stats()[1]
+    return sc.item_rewards(items) / max(std, 1e-6)
 
 
 def search(target: Scorer, ensemble: list[Scorer], contexts: list[list[dict]], prompts: list[str], originals: list[str], steps: int,
@@ -179,7 +179,7 @@ def search(target: Scorer, ensemble: list[Scorer], contexts: list[list[dict]], p
         for i in np.flatnonzero(better):
             cur[i], ops[i] = cand[i], ops[i] + [names[chosen[i]]]
         t_cur, e_cur, fit = np.where(better, t_c, t_cur), np.where(better, e_c, e_cur), np.where(better, f_c, fit)
-    std_t = float(getattr(target.model.config, "reward_std", 1.0) or 1.0)
+    std_t = target.reward_stats()[1]
     out = []
     for i in range(n):
         success = bool(ops[i]) and t_cur[i] > t0[i] and e_cur[i] < e0[i]

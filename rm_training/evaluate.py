@@ -187,7 +187,6 @@ def evaluate(run: Path, workspace: Path | None = None, name: str | None = None, 
     shards = Shards()
     sc = Scorer(run, device=dev, dtype=dt, batch_size=batch_size)
     model, tok = sc.model, sc.tokenizer
-    weights = sc.weights
     tmp = None
     try:
         if data is not None:
@@ -211,13 +210,12 @@ def evaluate(run: Path, workspace: Path | None = None, name: str | None = None, 
         principle = getattr(model.config, "default_principle", None) if objective == "principle" else None
         texts = [render(tok, c, r, principle=principle) for c, r in zip(resp["context"].to_list(), resp["response"].to_list())]
         logits, truncated = sc.score_texts(texts, shards)
-        reward = dict(zip(resp["response_id"].to_list(), logits @ weights))
         res["n_responses"] = len(texts)
         res["n_truncated"] = int(sum(truncated))
         detail = {}
-        log_var = dict(zip(resp["response_id"].to_list(), logits[:, 1])) if objective == "meanvar" else None
-        lengths = dict(zip(resp["response_id"].to_list(), resp["response"].str.len_chars().to_list()))
-        _pairwise(res, workspace, name, reward, detail, log_var, lengths)
+        # one row per response, in the order of `logits` (lengths in characters of the response text)
+        scored = pl.DataFrame({"response_id": resp["response_id"], "reward": sc.rewards(logits), "length": resp["response"].str.len_chars()})
+        _pairwise(res, workspace, name, sc, scored, logits, detail)
         if objective == "principle":
             _principles(res, run, sc, shards, workspace, name, split)
         if objective == "regression":
@@ -266,39 +264,47 @@ def _file_label(path: Path) -> str:
     return f"{path.parent.name}-{stem}" if stem.lower() in GENERIC_STEMS and path.parent.name else stem
 
 
-def _pairwise(res: dict, workspace: Path, name: str, reward: dict, detail: dict | None = None, log_var: dict | None = None,
-              lengths: dict | None = None) -> None:
+def _pairwise(res: dict, workspace: Path, name: str, sc, scored: pl.DataFrame, logits: np.ndarray, detail: dict | None = None) -> None:
+    """Pairwise metrics of the dataset's labelled pairs whose two responses were scored. `scored`:
+    response_id, reward, length (characters), one row per row of `logits`; `sc` (a scoring.Scorer)
+    gives P(A better) and its z from the two responses' logits."""
     from helpsteer.export import pair_labels
 
     labels = pair_labels(workspace, name)
     prefs = store.load_table(workspace, name, "preferences", ["pair_id", "style_a", "style_b"]).unique("pair_id", keep="first")
-    labels = labels.join(prefs, on="pair_id", how="left")
-    rows = [r for r in labels.iter_rows(named=True) if r["response_a_id"] in reward and r["response_b_id"] in reward and r["strength"] is not None]
-    res["n_pairs"] = sum(r["strength"] != 0 for r in rows)
-    res["n_ties"] = sum(r["strength"] == 0 for r in rows)
-    if not rows:
+    side = scored.with_row_index("row").unique("response_id", keep="last", maintain_order=True)
+
+    def one_side(x: str):
+        return side.select(pl.col("response_id").alias(f"response_{x}_id"), pl.col("row").alias(f"row_{x}"),
+                           pl.col("reward").alias(f"reward_{x}"), pl.col("length").alias(f"len_{x}"))
+
+    pairs = (labels.join(prefs, on="pair_id", how="left", maintain_order="left").filter(pl.col("strength").is_not_null())
+             .join(one_side("a"), on="response_a_id", how="inner", maintain_order="left")
+             .join(one_side("b"), on="response_b_id", how="inner", maintain_order="left"))
+    s = pairs["strength"].to_numpy().astype(np.float64)
+    res["n_pairs"] = int((s != 0).sum())
+    res["n_ties"] = int((s == 0).sum())
+    if not pairs.height:
         res["accuracy"] = None
         return
-    d = np.array([reward[r["response_a_id"]] - reward[r["response_b_id"]] for r in rows])  # r_A - r_B
-    s = np.array([r["strength"] for r in rows])
+    d = pairs["reward_a"].to_numpy() - pairs["reward_b"].to_numpy()  # r_A - r_B
     decided = s != 0
     correct = (np.sign(-s) == np.sign(d)) & decided  # strength < 0: A better
+    pairs = pairs.with_columns(pl.Series("correct", correct), pl.Series("decided", decided))
     res["accuracy"] = float(correct[decided].mean()) if decided.any() else None
     if res["n_ties"]:
         res["ties"] = {"n": res["n_ties"], "mean_abs_margin": float(np.abs(d[~decided]).mean())}
-    per = {}
-    for sub in sorted({r["subset"] for r in rows if r["subset"] is not None}):
-        m = np.array([r["subset"] == sub for r in rows]) & decided
-        if m.any():
-            per[sub] = {"n": int(m.sum()), "accuracy": float(correct[m].mean())}
-    if lengths is not None and decided.any():
+    by_subset = (pairs.filter(pl.col("decided") & pl.col("subset").is_not_null()).group_by("subset")
+                 .agg(n=pl.len(), accuracy=pl.col("correct").mean()).sort("subset"))
+    per = {r["subset"]: {"n": int(r["n"]), "accuracy": float(r["accuracy"])} for r in by_subset.iter_rows(named=True)}
+    if decided.any():
         # lengths (characters) of the chosen and the rejected side of each decided pair
-        len_a = np.array([lengths[r["response_a_id"]] for r in rows])
-        len_b = np.array([lengths[r["response_b_id"]] for r in rows])
+        len_a, len_b = pairs["len_a"].to_numpy(), pairs["len_b"].to_numpy()
         chosen_len, rejected_len = np.where(s < 0, len_a, len_b), np.where(s < 0, len_b, len_a)
         res["length_baselines"] = length_baselines(chosen_len[decided], rejected_len[decided], correct[decided])
+        subset = pairs["subset"].to_numpy()
         for sub, entry in per.items():
-            m = np.array([r["subset"] == sub for r in rows]) & decided
+            m = (subset == sub) & decided
             lb = length_baselines(chosen_len[m], rejected_len[m], correct[m])
             entry.update({k: lb[k] for k in ("longer_wins", "shorter_wins", "length_controlled_accuracy")})
     if per:
@@ -306,54 +312,44 @@ def _pairwise(res: dict, workspace: Path, name: str, reward: dict, detail: dict 
         rb = rewardbench_sections(per)
         if rb:
             res["rewardbench"] = rb
-    items = rewardbench2_items(rows, reward)
+    rb2 = pairs.filter(pl.col("pair_id").str.starts_with("rewardbench2:")).select("pair_id", "subset", "response_a_id", "response_b_id")
+    items = rewardbench2_items(rb2.to_dicts(), dict(zip(side["response_id"], side["reward"]))) if rb2.height else []
     if items:
         res["rewardbench2"] = rewardbench2_scores(items)
         res["n_rewardbench2_items"] = len(items)
-        if lengths is not None:
-            # the same best-of-N (and Ties) scoring with the response length as the reward
-            by_len = rewardbench2_items(rows, {k: float(v) for k, v in lengths.items()})
-            res["rewardbench2_length_baselines"] = {
-                "longest_wins": rewardbench2_scores(by_len),
-                "shortest_wins": rewardbench2_scores([{**it, "scores": [-x for x in it["scores"]]} for it in by_len])}
-    # calibration of P(A better) against the label (a tie is 0.5): sigmoid(r_A - r_B) for BT-style
-    # models, Thurstonian Phi((mu_A - mu_B) / sqrt(var_A + var_B)) for mean-variance models
-    if log_var is not None:
-        from scipy.stats import norm
-
-        sd = np.sqrt(np.array([np.exp(np.clip(log_var[r["response_a_id"]], -30, 30)) + np.exp(np.clip(log_var[r["response_b_id"]], -30, 30)) for r in rows]))
-        z = d / sd
-        p = norm.cdf(z)
-    else:
-        sd, z = None, d
-        p = 1 / (1 + np.exp(-np.clip(d, -60, 60)))
+        # the same best-of-N (and Ties) scoring with the response length as the reward
+        by_len = rewardbench2_items(rb2.to_dicts(), dict(zip(side["response_id"], side["length"].cast(pl.Float64))))
+        res["rewardbench2_length_baselines"] = {
+            "longest_wins": rewardbench2_scores(by_len),
+            "shortest_wins": rewardbench2_scores([{**it, "scores": [-x for x in it["scores"]]} for it in by_len])}
+    # calibration of P(A better) against the label (a tie is 0.5): the scorer's own P(A better)
+    # (sigmoid(r_A - r_B), Thurstonian Phi((mu_A - mu_B) / sqrt(var_A + var_B)) for mean-variance models)
+    la, lb = logits[pairs["row_a"].to_numpy()], logits[pairs["row_b"].to_numpy()]
+    p = sc.prefer_a(la, lb)
+    sd = sc.pair_scale(la, lb)  # None: no uncertainties, z is the margin itself
+    z = d if sd is None else d / sd
     y = np.where(s < 0, 1.0, np.where(s > 0, 0.0, 0.5))
     res["calibration"] = calibration(p, y, both_orientations=True)
-    styles = [(r["style_a"], r["style_b"]) for r in rows]
-    if any(a is not None for a, _ in styles):
+    if pairs["style_a"].is_not_null().any():
+        # chosen style i vs rejected style j (RM-Bench pairs are gold: A = chosen)
+        cells = (pairs.filter(pl.col("decided") & pl.col("style_a").is_in([0, 1, 2]) & pl.col("style_b").is_in([0, 1, 2]))
+                 .group_by("style_a", "style_b").agg(pl.col("correct").mean()))
         mat = np.full((3, 3), np.nan)
-        for i in range(3):
-            for j in range(3):
-                # chosen style i vs rejected style j (RM-Bench pairs are gold: A = chosen)
-                m = np.array([a == i and b == j for a, b in styles]) & decided
-                if m.any():
-                    mat[i, j] = correct[m].mean()
+        mat[cells["style_a"].to_numpy(), cells["style_b"].to_numpy()] = cells["correct"].to_numpy()
         iu, il = np.triu_indices(3, 1), np.tril_indices(3, -1)
         res["rm_bench"] = {"hard": float(np.nanmean(mat[iu])), "normal": float(np.nanmean(np.diag(mat))), "easy": float(np.nanmean(mat[il])),
                            "matrix": [[None if np.isnan(x) else float(x) for x in row] for row in mat]}
     ana = store.require(workspace, name) / "analysis" / "pairs.parquet"
-    f = {}
     if ana.exists():
-        flags = pl.read_parquet(ana, columns=["pair_id", "diverging", "unanimous"])
-        f = {r["pair_id"]: r for r in flags.iter_rows(named=True)}
+        flags = pl.read_parquet(ana, columns=["pair_id", "diverging", "unanimous"]).unique("pair_id", keep="last")
+        pairs = pairs.join(flags, on="pair_id", how="left", maintain_order="left")
         for key in ("unanimous", "diverging"):
-            m = np.array([bool(f.get(r["pair_id"], {}).get(key)) for r in rows]) & decided
+            m = pairs[key].fill_null(False).to_numpy() & decided
             res[f"{key}_accuracy"] = float(correct[m].mean()) if m.any() else None
             res[f"n_{key}"] = int(m.sum())
         # divergence detection (Diverging Preferences): AUROC of a divergence score for diverging vs
         # unanimous pairs; -|z| = how close the model's P(A better) is to 1/2 (for BT: -|margin|)
-        div = np.array([bool(f.get(r["pair_id"], {}).get("diverging")) for r in rows])
-        una = np.array([bool(f.get(r["pair_id"], {}).get("unanimous")) for r in rows])
+        div, una = pairs["diverging"].fill_null(False).to_numpy(), pairs["unanimous"].fill_null(False).to_numpy()
         m = div | una
         if m.any() and div[m].any() and una[m].any():
             from sklearn.metrics import roc_auc_score
@@ -362,13 +358,12 @@ def _pairwise(res: dict, workspace: Path, name: str, reward: dict, detail: dict 
             res["divergence_auroc_margin"] = float(roc_auc_score(div[m], -np.abs(d[m])))
             if sd is not None:
                 res["divergence_auroc_sigma"] = float(roc_auc_score(div[m], sd[m]))
+    else:
+        pairs = pairs.with_columns(pl.lit(None, pl.Boolean).alias("diverging"), pl.lit(None, pl.Boolean).alias("unanimous"))
     if detail is not None:
-        detail["pairs"] = pl.DataFrame({
-            "pair_id": [r["pair_id"] for r in rows], "subset": [r["subset"] for r in rows],
-            "reward_a": [float(reward[r["response_a_id"]]) for r in rows], "reward_b": [float(reward[r["response_b_id"]]) for r in rows],
-            "strength": s.astype(float), "margin": d.astype(float), "correct": correct,
-            "diverging": [f.get(r["pair_id"], {}).get("diverging") for r in rows], "unanimous": [f.get(r["pair_id"], {}).get("unanimous") for r in rows],
-        }, schema_overrides={"subset": pl.Utf8, "diverging": pl.Boolean, "unanimous": pl.Boolean})
+        detail["pairs"] = pairs.select(
+            "pair_id", pl.col("subset").cast(pl.Utf8), "reward_a", "reward_b", pl.Series("strength", s), pl.Series("margin", d),
+            "correct", pl.col("diverging").cast(pl.Boolean), pl.col("unanimous").cast(pl.Boolean))
 
 
 def _principles(res: dict, run: Path, sc, shards, workspace: Path, name: str, split) -> None:
@@ -387,8 +382,7 @@ def _principles(res: dict, run: Path, sc, shards, workspace: Path, name: str, sp
     if not len(pr):
         return
     logits, _ = sc.score_texts(pr.text, shards)
-    z = logits[:, 0]
-    p = 1 / (1 + np.exp(-np.clip(z, -60, 60)))
+    p = sc.unit_scores(logits)  # P(the principle is satisfied): sigmoid of the Yes logit
     y = np.array(pr.label)
     held = np.array(pr.heldout)
     ok = (p > 0.5) == (y > 0.5)

@@ -52,8 +52,7 @@ def reward_function(run_or_url: str | Path, api_key: str | None = None, device: 
         name = sc.name
 
         def rewards(conversations):
-            ids, _ = sc.encode([Item(c, r) for c, r in conversations])
-            return sc.rewards(sc.logits(ids)).tolist()
+            return sc.item_rewards([Item(c, r) for c, r in conversations]).tolist()
 
     def reward(prompts, completions, **kwargs) -> list[float]:
         return [float(x) for x in rewards([_conversation(p, c) for p, c in zip(prompts, completions)])]

@@ -5,7 +5,6 @@ attribute values, uncertainties and P(A better) the same way for `helpsteer scor
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,16 +48,37 @@ def score_token_ids(model, ids: list[list[int]], pad_id: int, batch_size: int = 
 def _score_buckets(model, ids: list[list[int]], pad_id: int, batch_size: int, max_tokens: int | None, device) -> np.ndarray:
     out = np.zeros((len(ids), model.config.num_labels), dtype=np.float64)
     for idx in length_buckets([len(x) for x in ids], batch_size, max_tokens):
-        batch = [ids[i] for i in idx]
-        width = max(max(len(x) for x in batch), 1)
-        t = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        m = torch.zeros((len(batch), width), dtype=torch.long)
-        for j, x in enumerate(batch):
-            t[j, : len(x)] = torch.tensor(x, dtype=torch.long)
-            m[j, : len(x)] = 1
+        t, m = pad_right([ids[i] for i in idx], pad_id, min_width=1)
         logits = model(input_ids=t.to(device), attention_mask=m.to(device)).logits
         out[idx] = logits.float().cpu().numpy()
     return out
+
+
+def pad_right(seqs: list[list[int]], pad_id: int, min_width: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id lists right-padded with pad_id to the longest (at least min_width), and their
+    attention mask (1 = a real token): the training collators' and scoring's one padding."""
+    from torch.nn.utils.rnn import pad_sequence
+
+    rows = [torch.tensor(x, dtype=torch.long) for x in seqs]
+    ids = pad_sequence(rows, batch_first=True, padding_value=pad_id)
+    mask = pad_sequence([torch.ones_like(r) for r in rows], batch_first=True, padding_value=0)
+    if ids.shape[1] < min_width:  # (a batch of empty texts still gets one padded position)
+        ids = torch.nn.functional.pad(ids, (0, min_width - ids.shape[1]), value=pad_id)
+        mask = torch.nn.functional.pad(mask, (0, min_width - mask.shape[1]), value=0)
+    return ids, mask
+
+
+def sigmoid(x):
+    """The logistic function of logits (clipped to +-60, as it always was here): BT's P(A better),
+    a principle model's P(satisfied), /classify's activation."""
+    from scipy.special import expit
+
+    return expit(np.clip(np.asarray(x, dtype=np.float64), -60, 60))
+
+
+def sigma(log_var):
+    """A mean-variance model's standard deviation sqrt(exp(log_var)), log_var clipped to +-30."""
+    return np.exp(0.5 * np.clip(log_var, -30, 30))
 
 
 # Tokenizing a text in full to keep its last max_length tokens cost a 3.9 MB request 6.9 s and
@@ -228,6 +248,10 @@ class Scorer:
     def rewards(self, logits: np.ndarray) -> np.ndarray:
         return logits @ self.weights
 
+    def item_rewards(self, items: list[Item]) -> np.ndarray:
+        """The scalar reward of each item (encode, logits, logits @ weights)."""
+        return self.rewards(self.logits(self.encode(items)[0]))
+
     def results(self, logits: np.ndarray, truncated: list[bool]) -> list[dict]:
         """Per row: reward (logits @ weights), attributes (regression models), uncertainty (the
         standard deviation sqrt(exp(log_var)) of mean-var models) and, for principle models, the
@@ -238,9 +262,9 @@ class Scorer:
             if self.objective == "regression":
                 r["attributes"] = {a: float(v) for a, v in zip(self.attributes, row)}
             elif self.objective == "meanvar":
-                r["uncertainty"] = float(math.exp(0.5 * float(np.clip(row[1], -30, 30))))
+                r["uncertainty"] = float(sigma(row[1]))
             elif self.objective == "principle":
-                r["probability"] = float(1 / (1 + math.exp(-float(np.clip(row[0], -60, 60)))))
+                r["probability"] = float(sigmoid(row[0]))
             out.append(r)
         return out
 
@@ -291,13 +315,12 @@ class Scorer:
         r = self.rewards(logits)
         mean, std = self.reward_stats()
         if self.objective == "meanvar":
-            sigma = np.exp(0.5 * np.clip(logits[:, 1], -30, 30))
-            return norm.cdf((r - mean) / (sigma * np.sqrt(2)))
+            return norm.cdf((r - mean) / (sigma(logits[:, 1]) * np.sqrt(2)))
         if self.objective == "regression":
             return norm.cdf((r - mean) / std)
         if self.objective == "principle":
-            return 1 / (1 + np.exp(-np.clip(logits[:, 0], -60, 60)))
-        return 1 / (1 + np.exp(-np.clip(r - mean, -60, 60)))
+            return sigmoid(logits[:, 0])
+        return sigmoid(r - mean)
 
     def components(self, logits: np.ndarray) -> dict[str, np.ndarray]:
         """Per output, what a trainer can log beside the reward: each attribute of a regression
@@ -305,25 +328,32 @@ class Scorer:
         if self.objective == "regression":
             return {a: logits[:, k] for k, a in enumerate(self.attributes)}
         if self.objective == "meanvar":
-            return {"uncertainty": np.exp(0.5 * np.clip(logits[:, 1], -30, 30))}
+            return {"uncertainty": sigma(logits[:, 1])}
         if self.objective == "principle":
             return {"probability": self.unit_scores(logits)}
         return {}
 
+    def pair_scale(self, a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+        """sqrt(sigma_A^2 + sigma_B^2) from the logits of the two responses for mean-variance models
+        (P(A better) = Phi((mu_A - mu_B) / it)); None for models without uncertainties."""
+        if self.objective == "meanvar":
+            return np.sqrt(sigma(a[:, 1]) ** 2 + sigma(b[:, 1]) ** 2)
+        return None
+
     def prefer_a(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """P(A better) from the logits of the two responses (see p_a_better)."""
         if self.objective == "meanvar":
-            return p_a_better(a[:, 0], b[:, 0], np.exp(0.5 * np.clip(a[:, 1], -30, 30)), np.exp(0.5 * np.clip(b[:, 1], -30, 30)))
+            return p_a_better(a[:, 0], b[:, 0], sigma(a[:, 1]), sigma(b[:, 1]))
         return p_a_better(self.rewards(a), self.rewards(b))
 
 
 def p_a_better(reward_a, reward_b, sigma_a=None, sigma_b=None) -> np.ndarray:
     """P(A better): Thurstonian Phi((mu_A - mu_B) / sqrt(sigma_A^2 + sigma_B^2)) when the model
     gives uncertainties (mean-variance models, Diverging Preferences), else the Bradley-Terry
-    sigmoid of r_A - r_B. The API's /v1/compare, eval and the dashboard all use this."""
+    sigmoid of r_A - r_B. The API's /v1/compare, `helpsteer score`, eval and the dashboard all use this."""
     d = np.asarray(reward_a, dtype=np.float64) - np.asarray(reward_b, dtype=np.float64)
     if sigma_a is not None and sigma_b is not None:
         from scipy.stats import norm
 
         return norm.cdf(d / np.sqrt(np.asarray(sigma_a, dtype=np.float64) ** 2 + np.asarray(sigma_b, dtype=np.float64) ** 2))
-    return 1 / (1 + np.exp(-np.clip(d, -60, 60)))
+    return sigmoid(d)

@@ -1,4 +1,4 @@
-"""RewardTrainer: transformers.Trainer with the reward losses written out in compute_loss, so
+"""RewardTrainer: transformers.Trainer whose compute_loss calls the objective's loss (rm_training/losses.py), so
 accelerate/torchrun, gradient accumulation, bf16, checkpoint/resume and loggers come for free.
 Logs the metric names users know from TRL (loss, accuracy, margin, mean_reward) plus tokens/s."""
 
@@ -10,10 +10,12 @@ from collections import defaultdict, deque
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback
 from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
+
+from . import losses
+from .scoring import pad_right
 
 
 class PairCollator:
@@ -25,7 +27,7 @@ class PairCollator:
 
     def __call__(self, features: list[dict]) -> dict:
         seqs = [f["chosen_ids"] for f in features] + [f["rejected_ids"] for f in features]
-        ids, mask = _pad(seqs, self.pad_id)
+        ids, mask = pad_right(seqs, self.pad_id)
         out = {
             "input_ids": ids,
             "attention_mask": mask,
@@ -44,7 +46,7 @@ class LabelCollator:
         self.pad_id = pad_id
 
     def __call__(self, features: list[dict]) -> dict:
-        ids, mask = _pad([f["input_ids"] for f in features], self.pad_id)
+        ids, mask = pad_right([f["input_ids"] for f in features], self.pad_id)
         return {"input_ids": ids, "attention_mask": mask, "label": torch.tensor([f["label"] for f in features], dtype=torch.float32)}
 
 
@@ -53,18 +55,8 @@ class RatedCollator:
         self.pad_id = pad_id
 
     def __call__(self, features: list[dict]) -> dict:
-        ids, mask = _pad([f["input_ids"] for f in features], self.pad_id)
+        ids, mask = pad_right([f["input_ids"] for f in features], self.pad_id)
         return {"input_ids": ids, "attention_mask": mask, "targets": torch.tensor([f["targets"] for f in features], dtype=torch.float32)}
-
-
-def _pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[i, : len(s)] = 1
-    return ids, mask
 
 
 class PackedCollator:
@@ -232,80 +224,21 @@ class RewardTrainer(Trainer):
             out = self._forward(model, inputs["input_ids"], inputs["attention_mask"])
         self._tokens += int(inputs["attention_mask"].sum())
         self.recent_logits.extend(out.logits.detach().float().cpu().numpy())
+        x, y = out.logits, inputs.get("label")
         if a.objective == "bt":
-            r = out.logits[:, 0]
-            n = r.shape[0] // 2
-            r_c, r_r = r[:n], r[n:]
-            d = r_c - r_r
-            p = inputs["label"]  # P(chosen better): 1, a soft label, or 0.5 for a tie
-            s = inputs["strength"]
-            if a.bt_variant == "margin":
-                # Llama 2 / TRL: the chosen reward must beat the rejected one by the margin
-                loss = -(p * F.logsigmoid(d - a.margin_scale * s) + (1 - p) * F.logsigmoid(-d)).mean()
-            elif a.bt_variant == "scaled":
-                # HelpSteer2-Preference scaled BT: |strength| weights the pair; ties get tie_weight
-                w = torch.where(s > 0, s, torch.full_like(s, a.tie_weight))
-                loss = (w * -(p * F.logsigmoid(d) + (1 - p) * F.logsigmoid(-d))).sum() / w.sum()
-            else:
-                loss = -(p * F.logsigmoid(d) + (1 - p) * F.logsigmoid(-d)).mean()
-            if a.center_rewards_coefficient:
-                loss = loss + a.center_rewards_coefficient * torch.mean((r_c + r_r) ** 2)
-            with torch.no_grad():
-                self._stats["loss"].append(float(loss))
-                self._stats["accuracy"].append(float((d > 0).float().mean()))
-                self._stats["margin"].append(float(d.mean()))
-                self._stats["mean_reward"].append(float(r.mean()))
+            n = x.shape[0] // 2
+            loss, stats = losses.bradley_terry(x[:n, 0], x[n:, 0], y, inputs["strength"], a.bt_variant, a.margin_scale,
+                                               a.tie_weight, a.center_rewards_coefficient)
         elif a.objective == "regression":
-            y = inputs["targets"]
-            if self.target_stats is not None:  # z-scores per attribute (NaN stays NaN: masked below)
-                mean, std = (t.to(y.device, y.dtype) for t in self.target_stats)
-                y = (y - mean) / std
-            known = ~torch.isnan(y)
-            err = (out.logits - torch.nan_to_num(y)) ** 2
-            # masked MSE: missing labels contribute nothing (SteerLM / NeMo-Aligner regression RM)
-            loss = (err * known).sum() / known.sum().clamp(min=1)
-            with torch.no_grad():
-                self._stats["loss"].append(float(loss))
-                w = torch.tensor(a.reward_weights, dtype=out.logits.dtype, device=out.logits.device)
-                self._stats["mae"].append(float((err.sqrt() * known).sum() / known.sum().clamp(min=1)))
-                self._stats["mean_reward"].append(float((out.logits @ w).mean()))
+            loss, stats = losses.regression(x, inputs["targets"], a.reward_weights, self.target_stats)
         elif a.objective == "principle":
-            # RLBFF: binary cross-entropy on the Yes logit of "does the response satisfy the principle?"
-            z = out.logits[:, 0]
-            y = inputs["label"]
-            loss = F.binary_cross_entropy_with_logits(z, y)
-            with torch.no_grad():
-                self._stats["loss"].append(float(loss))
-                self._stats["accuracy"].append(float(((z > 0).float() == y).float().mean()))
-                self._stats["mean_reward"].append(float(z.mean()))
+            loss, stats = losses.principle(x[:, 0], y)
         elif a.objective == "meanvar":
-            mu = out.logits[:, 0]
-            log_var = out.logits[:, 1].clamp(a.log_var_min, a.log_var_max)
-            n = mu.shape[0] // 2
-            var = log_var.exp()
-            # Thurstonian: P(chosen > rejected) = Phi((mu_c - mu_r) / sqrt(var_c + var_r)) against the
-            # soft label p (share of votes for the chosen side, ties counting half; Zhang et al. 2024)
-            z = (mu[:n] - mu[n:]) / (var[:n] + var[n:]).sqrt()
-            p = inputs["label"]
-            loss = -(p * torch.special.log_ndtr(z) + (1 - p) * torch.special.log_ndtr(-z)).mean()
-            if a.nll_weight and "rating_stats" in inputs:
-                # Gaussian NLL of each response's ratings under N(mu, var), from their sufficient
-                # statistics (count k, mean m, variance v): sum_i (r_i - mu)^2 = k (v + (m - mu)^2).
-                # The variance is the annotators' spread: its gradient sees the spread around the
-                # ratings' own mean (v, unbiased), not the model's error on the mean (m - mu)^2,
-                # which would otherwise inflate every sigma alike and hide which responses divide people.
-                k, m, v = inputs["rating_stats"].to(mu.dtype).unbind(-1)
-                v = torch.where(k > 1, v * k / (k - 1).clamp(min=1), v)
-                nll = 0.5 * k * log_var + k * v / (2 * var) + k * (m - mu) ** 2 / (2 * var.detach())
-                loss = loss + a.nll_weight * nll.sum() / k.sum().clamp(min=1)
-            with torch.no_grad():
-                self._stats["loss"].append(float(loss))
-                self._stats["accuracy"].append(float((z > 0).float().mean()))
-                self._stats["margin"].append(float((mu[:n] - mu[n:]).mean()))
-                self._stats["mean_reward"].append(float(mu.mean()))
-                self._stats["mean_sigma"].append(float(var.sqrt().mean()))
+            loss, stats = losses.mean_variance(x[:, 0], x[:, 1], y, a.log_var_min, a.log_var_max, inputs.get("rating_stats"), a.nll_weight)
         else:
             raise ValueError(f"unknown objective {a.objective!r}")
+        for k, v in stats.items():
+            self._stats[k].append(v)
         return (loss, out) if return_outputs else loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):

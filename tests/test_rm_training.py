@@ -52,10 +52,10 @@ def test_reward_ignores_padding_side_and_batch_composition(tiny_model):
 def test_pair_batches_scored_in_length_sorted_halves_match_one_forward(tiny_model):
     """The trainer scores a pair batch whose texts differ much in length in two length-sorted halves
     (less padding): the outputs and the gradients equal one padded forward pass."""
-    from rm_training.trainer import _pad
+    from rm_training.scoring import pad_right
 
     torch.manual_seed(1)
-    ids, mask = _pad([torch.randint(5, 200, (n,)).tolist() for n in (10, 12, 90, 95, 11, 80, 9, 85)], 0)
+    ids, mask = pad_right([torch.randint(5, 200, (n,)).tolist() for n in (10, 12, 90, 95, 11, 80, 9, 85)], 0)
     trainer = _bare_trainer()
     grads = []
     for fwd in (lambda: trainer._forward(tiny_model, ids, mask), lambda: tiny_model(input_ids=ids, attention_mask=mask)):
@@ -87,7 +87,8 @@ def test_eager_attention_on_short_batches_matches_sdpa():
     for a Llama (attention in every layer) and the NemotronH head."""
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
-    from rm_training.trainer import EAGER_ATTENTION_MAX_WIDTH, _pad
+    from rm_training.scoring import pad_right
+    from rm_training.trainer import EAGER_ATTENTION_MAX_WIDTH
 
     torch.manual_seed(2)
     llama = LlamaForSequenceClassification(LlamaConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
@@ -96,7 +97,7 @@ def test_eager_attention_on_short_batches_matches_sdpa():
     for model in (llama, nemo):
         assert model.config._attn_implementation == "sdpa"
         for width in (40, EAGER_ATTENTION_MAX_WIDTH + 20):
-            ids, mask = _pad([torch.randint(5, 300, (n,)).tolist() for n in (width, width // 2, width - 3, 7)], 0)
+            ids, mask = pad_right([torch.randint(5, 300, (n,)).tolist() for n in (width, width // 2, width - 3, 7)], 0)
             trainer, results = _bare_trainer(), []
             for fwd in (lambda: trainer._call(model, ids, mask), lambda: model(input_ids=ids, attention_mask=mask)):
                 model.zero_grad()

@@ -92,3 +92,18 @@ def test_a_megabyte_text_is_tokenized_through_a_bounded_slice(tokenizers):
     assert max(rec.lengths) <= 4 * CHARS_PER_TOKEN * (256 + MARGIN) < len(texts[0]) // 100
     assert ids == truncate_left(tok(texts, add_special_tokens=False)["input_ids"], 256)[0]
 
+
+
+def test_pad_right_sigmoid_and_p_a_better_by_hand():
+    from rm_training.scoring import p_a_better, pad_right, sigmoid
+
+    ids, mask = pad_right([[5, 6, 7], [8]], pad_id=0)
+    assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]  # right side, as the tokenizer pads
+    ids, mask = pad_right([[], []], pad_id=3, min_width=1)
+    assert ids.tolist() == [[3], [3]] and mask.tolist() == [[0], [0]]
+    # sigmoid clips its argument to +-60: the far tail stays at sigmoid(-60), not 0
+    assert sigmoid(np.array([0.0, 2.0, -100.0])).tolist() == pytest.approx([0.5, 1 / (1 + np.exp(-2)), 1 / (1 + np.exp(60))], rel=1e-12)
+    assert p_a_better([1.0], [0.0])[0] == pytest.approx(1 / (1 + np.exp(-1)))
+    from scipy.stats import norm
+
+    assert p_a_better([1.0], [0.0], [1.0], [2.0])[0] == pytest.approx(norm.cdf(1 / np.sqrt(5)))

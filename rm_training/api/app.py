@@ -1,7 +1,7 @@
-"""The scoring API: `create_app(settings)` builds the FastAPI app; the run is loaded once in the
-lifespan, requests are scored through the micro-batcher, and one ASGI guard in front of every
-route does authentication (Bearer keys, constant-time comparison), the body-size limit, the body read
-timeout and the Prometheus request metrics. Run it with `helpsteer serve --model RUN`."""
+"""The scoring API: `create_app(settings)` builds the FastAPI app and includes the routers of
+rm_training/api/routes.py; the run is loaded once in the lifespan, requests are scored through the
+micro-batcher, and one ASGI guard in front of every route does authentication (Bearer keys,
+constant-time comparison), the body-size limit, the body read timeout and the Prometheus request metrics. Run it with `helpsteer serve --model RUN`."""
 
 from __future__ import annotations
 
@@ -11,20 +11,17 @@ import logging
 import time
 from contextlib import asynccontextmanager
 
-import numpy as np
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.concurrency import run_in_threadpool
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
-from prometheus_client import CollectorRegistry, disable_created_metrics, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
-from ..scoring import Item, Scorer
-from . import schemas as S
+from ..scoring import Scorer
+from . import routes
 from .batcher import MicroBatcher, ModelFailure
-from .trainers import ProtocolError, openrlhf_text, rendered_text, responses_conversation, template_bos
 from .settings import Settings, get_settings
+from .trainers import template_bos
 
 log = logging.getLogger(__name__)
 
@@ -209,152 +206,12 @@ def create_app(settings: Settings | None = None, scorer: Scorer | None = None) -
     async def _failed(request: Request, exc: ModelFailure):
         return JSONResponse({"detail": f"{exc}; see the server log"}, status_code=503)
 
-    def _limit(n: int, what: str = "items") -> None:
-        if n > settings.max_items:
-            raise HTTPException(413, f"at most {settings.max_items} {what} per request, got {n}")
+    app.state.settings, app.state.metrics = settings, metrics
+    routers = (routes.service, routes.scoring, routes.trainers)
+    for router in routers:
+        app.include_router(router)
 
-    async def _encode(sc: Scorer, items: list[Item]):
-        try:
-            return await run_in_threadpool(sc.encode, items)
-        except Exception as exc:  # noqa: BLE001  (a chat template may reject a conversation: the client's input)
-            raise HTTPException(422, f"the conversation cannot be rendered with the model's chat template: {exc}") from None
-
-    async def _logits(request: Request, items: list[Item]):
-        sc: Scorer = request.app.state.scorer
-        ids, truncated = await _encode(sc, items)
-        logits = await request.app.state.batcher.submit(ids)
-        return sc, logits, truncated
-
-    @app.get("/healthz", response_model=S.Health, tags=["service"])
-    async def healthz(request: Request):
-        """200 once the model is loaded."""
-        return {"status": "ok", "model": request.app.state.scorer.name}
-
-    @app.get("/v1/models", response_model=S.ModelsResponse, tags=["service"])
-    async def models(request: Request):
-        """The loaded model: objective, output attributes and weights, backbone, max length."""
-        return {"data": [request.app.state.scorer.info()]}
-
-    @app.get("/metrics", response_class=PlainTextResponse, tags=["service"])
-    async def prometheus():
-        """Prometheus text: requests, errors, latency histogram, batch sizes, queue depth."""
-        return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    @app.post("/v1/score", response_model=S.ScoreResponse, response_model_exclude_none=False, tags=["scoring"])
-    async def score(body: S.ScoreRequest, request: Request):
-        """Reward per item (logits @ weights); attributes for regression models, uncertainty for mean-var
-        models, probability for principle models; `truncated` when the text was cut to max length."""
-        _limit(len(body.items))
-        items = [Item(it.context(), it.response, it.principle) for it in body.items]
-        sc, logits, truncated = await _logits(request, items)
-        return {"model": sc.name, "scores": sc.results(logits, truncated)}
-
-    @app.post("/v1/compare", response_model=S.CompareResponse, tags=["scoring"])
-    async def compare(body: S.CompareRequest, request: Request):
-        """P(response A better than B) per item."""
-        n = len(body.items)
-        _limit(n)
-        items = [Item(it.context(), it.response_a) for it in body.items] + [Item(it.context(), it.response_b) for it in body.items]
-        sc, logits, truncated = await _logits(request, items)
-        a, b = logits[:n], logits[n:]
-        p = sc.prefer_a(a, b)
-        ra, rb = sc.rewards(a), sc.rewards(b)
-        return {"model": sc.name, "results": [{"p_a_better": float(p[i]), "reward_a": float(ra[i]), "reward_b": float(rb[i]),
-                                               "truncated": bool(truncated[i] or truncated[n + i])} for i in range(n)]}
-
-    @app.post("/v1/principles", response_model=S.PrinciplesResponse, tags=["scoring"])
-    async def principles(body: S.PrinciplesRequest, request: Request):
-        """P(the response satisfies each principle), for principle models (RLBFF)."""
-        sc: Scorer = request.app.state.scorer
-        if sc.objective != "principle":
-            raise HTTPException(400, f"the loaded model is a {sc.objective!r} model; /v1/principles needs a principle model (--objective principle)")
-        flat = [(i, Item(it.context(), it.response, p)) for i, it in enumerate(body.items) for p in it.principles]
-        _limit(len(flat), "(response, principle) judgements")
-        sc, logits, truncated = await _logits(request, [x for _, x in flat])
-        out = [{"principles": []} for _ in body.items]
-        for (i, item), row, tr in zip(flat, logits, truncated):
-            z = float(row[0])
-            out[i]["principles"].append({"principle": item.principle, "logit": z, "probability": float(1 / (1 + np.exp(-np.clip(z, -60, 60)))),
-                                         "truncated": bool(tr)})
-        return {"model": sc.name, "results": out}
-
-    @app.post("/get_reward", response_model=S.GetRewardResponseFull, tags=["trainers"])
-    async def get_reward(body: S.GetRewardRequest, request: Request):
-        """OpenRLHF's remote reward model (`--remote_rm_url .../get_reward`). Each query is prompt +
-        response as the policy rendered it (see trainers.openrlhf_text). `rewards`: the raw rewards;
-        `scores`: the same in [0, 1] (Scorer.unit_scores: for BT models the Bradley-Terry probability
-        of beating a response at the training mean reward); `extra_logs`: per-attribute values of
-        regression models, the uncertainty of mean-variance models."""
-        _limit(len(body.query))
-        sc: Scorer = request.app.state.scorer
-        texts = [openrlhf_text(sc, q, (body.prompts[i] if body.prompts and i < len(body.prompts) else None)) for i, q in enumerate(body.query)]
-        logits, _ = await _texts(request, texts, "a query")
-        return {"rewards": sc.rewards(logits).tolist(), "scores": sc.unit_scores(logits).tolist(),
-                "extra_logs": {k: v.tolist() for k, v in sc.components(logits).items()}}
-
-    async def _texts(request: Request, texts: list[str], what: str):
-        sc: Scorer = request.app.state.scorer
-        try:
-            ids, truncated = await run_in_threadpool(sc.encode_texts, texts)
-        except Exception as exc:  # noqa: BLE001  (a chat template may reject a conversation: the client's input)
-            raise HTTPException(422, f"{what} cannot be rendered with the model's chat template: {exc}") from None
-        logits = await request.app.state.batcher.submit(ids) if ids else np.zeros((0, sc.model.config.num_labels))
-        return logits, ids
-
-    def _outputs(sc: Scorer, logits: np.ndarray) -> np.ndarray:
-        """Each row's outputs with the reward last, as verl reads it: a one-output model's logit;
-        a regression model's attributes and then their weighted reward; a mean-variance model's
-        log-variance and then its mean."""
-        r = sc.rewards(logits)[:, None]
-        if sc.objective == "meanvar":
-            return np.concatenate([logits[:, 1:], logits[:, :1]], axis=1)
-        return logits if logits.shape[1] == 1 else np.concatenate([logits, r], axis=1)
-
-    async def _pooling(request: Request, body: S._OpenInput):
-        sc: Scorer = request.app.state.scorer
-        texts = body.texts()
-        _limit(len(texts), "inputs")
-        bos = request.app.state.bos
-        logits, ids = await _texts(request, [rendered_text(sc, t, bos) for t in texts], "an input")
-        n = sum(len(x) for x in ids)
-        return sc, _outputs(sc, logits), {"prompt_tokens": n, "total_tokens": n, "completion_tokens": 0}
-
-    @app.post("/classify", response_model=S.ClassifyResponse, tags=["trainers"])
-    async def classify(body: S.ClassifyRequest, request: Request):
-        """vLLM's classification API, as verl's reward loop calls it (`rollout.name: vllm`): texts already
-        rendered with this model's chat template, leading BOS stripped (put back here, as vLLM does).
-        `probs[-1]` is the reward, equal to /v1/score's for the same conversation; a sigmoid of each
-        output when `activation`/`use_activation` is true."""
-        sc, out, usage = await _pooling(request, body)
-        if body.use_activation or body.activation:
-            out = 1 / (1 + np.exp(-np.clip(out, -60, 60)))
-        labels = list(sc.attributes) + (["reward"] if out.shape[1] > len(sc.attributes) else [])
-        if sc.objective == "meanvar":
-            labels = ["log_var", "reward"]
-        data = [{"index": i, "label": labels[int(np.argmax(row))] if len(labels) == len(row) else "reward", "probs": row.tolist(),
-                 "num_classes": len(row)} for i, row in enumerate(out)]
-        return {"id": f"classify-{time.time_ns():x}", "created": int(time.time()), "model": body.model or sc.name, "data": data, "usage": usage}
-
-    @app.post("/v1/embeddings", response_model=S.EmbeddingsResponse, tags=["trainers"])
-    async def embeddings(body: S.EmbeddingsRequest, request: Request):
-        """SGLang's embeddings API for reward models, as verl's reward loop calls it (`rollout.name:
-        sglang`): rendered texts in, `data[i].embedding[-1]` = the reward."""
-        sc, out, usage = await _pooling(request, body)
-        return {"model": body.model or sc.name, "data": [{"index": i, "embedding": row.tolist()} for i, row in enumerate(out)], "usage": usage}
-
-    @app.post("/verify", tags=["trainers"])
-    async def verify(body: S.VerifyRequest, request: Request):
-        """NeMo Gym resource-server verify: the policy's OpenAI Responses request and its Response
-        in, the same payload back with `reward` and `reward_components` (attributes of a regression
-        model, the uncertainty of a mean-variance model, the reward itself otherwise)."""
-        try:
-            context, text = responses_conversation(body.responses_create_params, body.response)
-        except ProtocolError as exc:
-            raise HTTPException(422, str(exc)) from None
-        sc, logits, truncated = await _logits(request, [Item(context, text)])
-        comps = {k: float(v[0]) for k, v in sc.components(logits).items()} or {"reward": float(sc.rewards(logits)[0])}
-        return {**body.model_dump(), "reward": float(sc.rewards(logits)[0]), "reward_components": comps, "truncated": bool(truncated[0])}
-
-    routes = {r.path for r in app.routes}
-    app.add_middleware(Guard, settings=settings, metrics=metrics, routes=routes)
+    # the metrics' route label: each route's path (FastAPI lists an included router as one entry of app.routes)
+    paths = {r.path for r in app.routes if hasattr(r, "path")} | {r.path for router in routers for r in router.routes}
+    app.add_middleware(Guard, settings=settings, metrics=metrics, routes=paths)
     return app
