@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Literal, Optional, get_args
 
 from transformers import TrainingArguments
 
@@ -42,6 +42,20 @@ SCRATCH = {"learning_rate": 5e-4, "num_train_epochs": 3.0, "warmup_steps": 0.05}
 FINETUNE = {"learning_rate": 5e-5, "num_train_epochs": 2.0, "warmup_steps": 0.1}
 DTYPES = DTYPE_NAMES  # --torch_dtype takes the same spellings as --dtype
 ATTENTION = ("eager", "sdpa", "flash_attention_2")
+# The closed sets of the string fields: HfArgumentParser offers them as choices, and
+# RewardConfig.validate checks them for every caller (a YAML file, --key value, Python)
+Dtype = Literal["auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16"]
+Attention = Literal["eager", "sdpa", "flash_attention_2"]
+Ties = Literal["drop", "half"]
+BtVariant = Literal["plain", "margin", "scaled"]
+SamplingStrategy = Literal["group_by_length", "random", "sequential"]
+assert set(get_args(Dtype)) == set(DTYPE_NAMES) and get_args(Attention) == ATTENTION
+
+
+def choice_message(option: str, value, choices) -> str:
+    """`--ties must be drop or half, got 'x'`: the one wording of a value outside a closed set."""
+    shown = ", ".join(choices[:-1]) + " or " + choices[-1] if len(choices) > 1 else choices[0]
+    return f"--{option} must be {shown}, got {value!r}"
 # decoders whose transformers implementation (GenericForSequenceClassification, create_causal_mask)
 # turns packed position ids into per-text attention; each is checked in tests/test_packing.py
 PACKING_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "gemma")
@@ -168,23 +182,23 @@ class RewardConfig(TrainingArguments):
     tokenizer: str = field(default=None, metadata={"help": "A local tokenizer directory; default: the backbone's when it is a checkpoint, else a byte-level BPE trained on the training texts."})
     vocab_size: int = field(default=4096, metadata={"help": "Vocabulary of the BPE trained when no tokenizer is given (tokens)."})
     max_length: Optional[int] = field(default=None, metadata={"help": "Tokens per scored text; longer texts keep their end (the response) and the last turns. Counted, never dropped (unlike TRL, trl#2488). Default: 512, or an encoder's position limit when it reads fewer."})
-    ties: str = field(default="drop", metadata={"help": "Pairs with strength 0: drop, or half (a 0.5 label)."})
+    ties: Ties = field(default="drop", metadata={"help": "Pairs with strength 0: drop, or half (a 0.5 label)."})
     soft_labels: bool = field(default=False, metadata={"help": "Train on P(A better) from the annotators' votes (needs `helpsteer analyze`)."})
     init_from: str = field(default=None, metadata={"help": "Start from the weights of an earlier run (HelpSteer2-Preference two-stage recipe: a regression run, then --objective bt --bt_variant scaled --init_from RUN). A bt head starts from the run's helpfulness output."})
-    torch_dtype: str = field(default="float32", metadata={"help": "dtype the backbone's weights are loaded and trained in: float32 (default: fp32 master weights and AdamW states whatever the checkpoint's dtype, with bf16 autocast per --bf16), bfloat16 / float16 (on purpose: half the weight and optimizer memory, but updates smaller than bf16's resolution are lost), or auto (the checkpoint's own dtype)."})
-    attn_implementation: Optional[str] = field(default=None, metadata={"help": "Attention kernel: eager, sdpa or flash_attention_2 (needs the flash-attn package and a CUDA GPU). Default: transformers' choice (sdpa), with eager on short CPU batches where it is faster."})
+    torch_dtype: Dtype = field(default="float32", metadata={"help": "How the backbone's weights are stored while training: float32 (fp32 master weights whatever the checkpoint's dtype), bfloat16/float16 (half the memory; updates below their resolution are lost) or auto (the checkpoint's)."})
+    attn_implementation: Optional[Attention] = field(default=None, metadata={"help": "Attention kernel: eager, sdpa or flash_attention_2 (needs the flash-attn package and a CUDA GPU). Default: transformers' choice (sdpa), with eager on short CPU batches where it is faster."})
     use_lora: bool = field(default=False, metadata={"help": "LoRA adapters (peft) instead of full fine-tuning; the reward head is always trained in full and saved. The run keeps the adapter (RUN/adapter/) and a merged checkpoint that loads without peft."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank (Hu et al. 2021)."})
     lora_alpha: Optional[float] = field(default=None, metadata={"help": "LoRA scaling alpha (update scale alpha / r). Default: 2 x lora_r."})
     lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA branch's input."})
     lora_target_modules: str = field(default="auto", metadata={"help": "Comma-separated module names (q_proj,v_proj ...), all-linear, or auto: all-linear, except on NemotronH (attention, MLP and the Mamba in_proj: peft refuses the Mamba out_proj and conv1d)."})
-    disable_dropout: bool = field(default=True, metadata={"help": "Set every dropout of the backbone and head to 0 (TRL's RewardTrainer default): a reward is a difference of two forward passes, which dropout makes noisy, and on CPU attention with dropout leaves SDPA's fused kernel. LoRA's own --lora_dropout is kept."})
-    packing: bool = field(default=False, metadata={"help": "Padding-free training: a batch's texts (both sides of each pair) are concatenated into rows of at most --packing_row_tokens tokens, with position ids restarting at 0 per text, so no compute goes to padding (OpenRLHF's --packing_samples; TRL lacks it, trl#3780). Rewards equal the padded ones (tested to 1e-5). Decoder checkpoints whose attention reads the boundaries from position ids: " + ", ".join(PACKING_MODEL_TYPES) + ". Not NemotronH (transformers' PyTorch Mamba2 path takes no sequence boundaries) nor encoders."})
-    packing_row_tokens: Optional[int] = field(default=None, metadata={"help": "Tokens per packed row with --packing (default: --max_length). Eager/SDPA attention costs rows x width^2 with a block-diagonal mask, so rows no wider than a padded batch's keep it from growing; with flash_attention_2 each batch is one row (transformers' varlen path reads packed texts from a single row), and this is left unset."})
+    disable_dropout: bool = field(default=True, metadata={"help": "Dropout 0 in the backbone and head, as TRL's RewardTrainer: a reward is a difference of two forward passes, which dropout makes noisy. --lora_dropout is kept."})
+    packing: bool = field(default=False, metadata={"help": "Padding-free training: a batch's texts packed into rows of --packing_row_tokens with position ids restarting per text (OpenRLHF --packing_samples; trl#3780). Decoders: " + ", ".join(PACKING_MODEL_TYPES) + "; not NemotronH or encoders."})
+    packing_row_tokens: Optional[int] = field(default=None, metadata={"help": "Tokens per packed row with --packing (default --max_length): eager/SDPA attention costs rows x width^2, so rows no wider than a padded batch's. Unused under flash_attention_2 (one row per batch)."})
     freeze_backbone: bool = field(default=False, metadata={"help": "Train the reward head alone (a linear probe on the backbone's features)."})
     output_dir: str = field(default=None, metadata={"help": "The run directory (default WS/runs/<name>-<objective>)."})
     learning_rate: Optional[float] = field(default=None, metadata={"help": f"AdamW peak learning rate. Default: {SCRATCH['learning_rate']} for a preset trained from scratch, {FINETUNE['learning_rate']} to fine-tune a pretrained checkpoint (--backbone DIR)."})
-    per_device_train_batch_size: int = field(default=8, metadata={"help": "Pairs (bt) or responses (regression) per step and device. Small models trained from scratch learn per step: on synthetic HelpSteer2 data, batches of 8 learned in 2 epochs the facts that batches of 32 had not."})
+    per_device_train_batch_size: int = field(default=8, metadata={"help": "Pairs (bt) or responses (regression) per step and device. Small models trained from scratch learn per step, so the default is small (bench/RESULTS.md)."})
     per_device_eval_batch_size: int = field(default=32, metadata={"help": "Items per evaluation batch."})
     num_train_epochs: Optional[float] = field(default=None, metadata={"help": f"Epochs over the training examples. Default: {SCRATCH['num_train_epochs']:g} for a preset from scratch (it learns the easy cues first and facts later, bench/RESULTS.md), {FINETUNE['num_train_epochs']:g} to fine-tune a pretrained checkpoint."})
     warmup_steps: Optional[float] = field(default=None, metadata={"help": f"Linear warm-up: steps, or a share of all steps when below 1. Default: {SCRATCH['warmup_steps']} from scratch, {FINETUNE['warmup_steps']} for a pretrained checkpoint."})
@@ -192,13 +206,13 @@ class RewardConfig(TrainingArguments):
     logging_steps: float = field(default=10, metadata={"help": "Steps between metric lines in metrics.jsonl."})
     save_strategy: str = field(default="epoch", metadata={"help": "When to write resumable checkpoints (atomically, by transformers.Trainer)."})
     save_total_limit: int = field(default=2, metadata={"help": "Checkpoints kept."})
-    train_sampling_strategy: str = field(default="group_by_length", metadata={"help": "group_by_length (default: batches of similar length, little padding), random or sequential."})
+    train_sampling_strategy: SamplingStrategy = field(default="group_by_length", metadata={"help": "group_by_length (default: batches of similar length, little padding), random or sequential."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the reward columns in the dataset."})
     dataloader_num_workers: int = field(default=0, metadata={"help": "Data loader processes."})
     dataloader_pin_memory: bool = field(default=False, metadata={"help": "Pin host memory for GPU transfers (off: CPU by default)."})
     seed: int = field(default=0, metadata={"help": "Seed of initialisation, shuffling and dropout."})
-    dataset_num_proc: Optional[int] = field(default=None, metadata={"help": "Processes that render and tokenize the examples (datasets .map(num_proc)) into the workspace's cache, WS/.cache/tokenized/, which later runs with the same data, tokenizer, max_length and label options reuse. Default: min(4, CPU count); a process per 2000 examples at most."})
-    metric_for_best_model: Optional[str] = field(default=None, metadata={"help": "The eval metric that picks the best checkpoint with --load_best_model_at_end (and --eval_strategy steps|epoch, which evaluates on the dataset's validation split). Default: eval_accuracy (pairwise for bt/meanvar, of P(yes) > 0.5 for principle; higher is better), eval_mae for regression (the mean over attributes of the MAE on the rating scale; lower is better)."})
+    dataset_num_proc: Optional[int] = field(default=None, metadata={"help": "Processes that render and tokenize the examples (datasets .map num_proc) into WS/.cache/tokenized/, reused by later runs with the same inputs. Default: min(4, CPUs), one per 2000 examples at most."})
+    metric_for_best_model: Optional[str] = field(default=None, metadata={"help": "The eval metric that picks the best checkpoint with --load_best_model_at_end. Default: eval_accuracy (bt, meanvar, principle; higher is better) or eval_mae (regression; lower is better)."})
     bf16: Optional[bool] = field(default=None, metadata={"help": "bf16 autocast (weights and optimizer stay fp32). Default: on where the hardware multiplies bf16 natively (a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX), as TRL does; --bf16 false for fp32."})
     # (named so, not `device`/`dtype`: TrainingArguments has a `device` property; typed --device, --dtype)
     compute_device: str = field(default="auto", metadata={"aliases": ["--device"], "help": "Where to train: auto (CUDA when present; under torchrun each rank its own GPU, LOCAL_RANK), cpu, cuda, or cuda:N (one process). CUDA asked for where there is none is an error, never a silent CPU run."})
@@ -274,10 +288,15 @@ class RewardConfig(TrainingArguments):
         return dev
 
     def validate(self) -> None:
-        """Every numeric field against LIMITS, before transformers or any training sees it."""
+        """Every numeric field against LIMITS and every closed-set field against its Literal, before
+        transformers or any training sees it."""
         for name in LIMITS:
             if hasattr(self, name):
                 check_option(name, getattr(self, name))
+        for name, choices in closed_sets(type(self)).items():
+            value = getattr(self, name)
+            if value is not None and value not in choices:
+                raise UsageError(choice_message(name, value, choices))
         if self.load_best_model_at_end:  # (transformers would raise a ValueError of several lines)
             ev, sv = (str(getattr(x, "value", x)) for x in (self.eval_strategy, self.save_strategy))
             if ev == "no":
@@ -290,6 +309,21 @@ class RewardConfig(TrainingArguments):
                 raise UsageError(f"--load_best_model_at_end needs --save_steps ({self.save_steps:g}) to be a multiple of --eval_steps ({every:g})")
         if hasattr(self, "log_var_min") and self.log_var_min >= self.log_var_max:
             raise OptionError("log_var_min", self.log_var_min, f"below --log_var_max ({self.log_var_max:g})")
+
+
+def closed_sets(cls) -> dict[str, tuple[str, ...]]:
+    """The fields of a config class typed Literal[...] (or Optional[Literal[...]]) and their values."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for f in dataclasses.fields(cls):
+        t = hints.get(f.name)
+        args = [a for a in get_args(t) if a is not type(None)] if typing.get_origin(t) is typing.Union else [t]
+        if len(args) == 1 and typing.get_origin(args[0]) is Literal:
+            out[f.name] = get_args(args[0])
+    return out
 
 
 INSTALL_DEEPSPEED = "pip install 'helpsteer-platform[deepspeed]'"
@@ -354,7 +388,7 @@ def check_engines(cfg: RewardConfig) -> None:
 class BTConfig(RewardConfig):
     """Bradley-Terry: -log sigmoid(r_chosen - r_rejected), with the variants of the field."""
 
-    bt_variant: str = field(default="plain", metadata={"help": "plain; margin: -log sigmoid(d - margin_scale*|strength|) (Llama 2, TRL); scaled: |strength| * -log sigmoid(d) (HelpSteer2-Preference scaled BT)."})
+    bt_variant: BtVariant = field(default="plain", metadata={"help": "plain; margin: -log sigmoid(d - margin_scale*|strength|) (Llama 2, TRL); scaled: |strength| * -log sigmoid(d) (HelpSteer2-Preference scaled BT)."})
     margin_scale: float = field(default=1.0, metadata={"help": "Margin per unit of preference strength (margin variant)."})
     tie_weight: float = field(default=1.0, metadata={"help": "Weight of a tie in the scaled variant (|strength| = 0 would otherwise contribute nothing)."})
     center_rewards_coefficient: float = field(default=0.0, metadata={"help": "TRL's c * mean((r_c + r_r)^2) to center rewards (0.01 recommended; Eisenstein et al. 2023)."})
@@ -366,7 +400,7 @@ class RegressionConfig(RewardConfig):
 
     objective: str = field(default="regression", metadata={"help": "regression"})
     attributes: list[str] = field(default_factory=lambda: list(HELPSTEER_ATTRIBUTES), metadata={"help": "Output columns, one per rated attribute."})
-    standardize_targets: bool = field(default=True, metadata={"help": "Train on per-attribute z-scores (then fold mean and std into the head, so logits stay on the rating scale). Without it the easy, high-variance attributes (verbosity, complexity) crowd out coherence and correctness. Applies where the head is one linear layer with a bias (NemotronH presets, encoders' classifier; not under LoRA)."})
+    standardize_targets: bool = field(default=True, metadata={"help": "Train on per-attribute z-scores, folded back into the head so logits stay on the rating scale: high-variance attributes otherwise crowd out the rest. Needs a one-layer head with bias (not LoRA)."})
     reward_weights: list[float] = field(default_factory=lambda: [NEMOTRON_WEIGHTS[a] for a in HELPSTEER_ATTRIBUTES],
                                         metadata={"help": "Scalar reward = attributes @ weights (default: Nemotron-4-340B-Reward's)."})
 
@@ -381,7 +415,7 @@ class PrincipleConfig(RewardConfig):
     heldout_phrasings: int = field(default=1, metadata={"help": "Phrasings per attribute kept out of training (the last ones of rm_training/principles.py PHRASINGS), evaluated as principle_accuracy_heldout_phrasings."})
     principle_thresholds: list[float] = field(default_factory=lambda: [3.0, 3.0, 3.0, 2.0, 3.0], metadata={"help": "Rating thresholds of helpfulness, correctness, coherence, complexity, verbosity: an attribute principle holds when the label >= threshold (0-4 scale)."})
     principles_per_response: int = field(default=6, metadata={"help": "Rating-derived principles sampled per response, once per run (0 = all phrasings of all attributes)."})
-    principle_augment: float = field(default=0.85, metadata={"help": "Share of the rating-derived training principles whose frame is reworded at random (subject, verb, adverb, opening and closing phrases, a comma, and 60% of the time a run of 1-5 inserted words: the dataset's, function words or made-up ones, most often after the attribute words; rm_training/principles.py reword), so the model keys on the attribute words rather than the sentence shape or unseen words. 0 = the fixed phrasings only. Fine-tuning from a regression run, 2e-4 learned it more steadily than 5e-4."})
+    principle_augment: float = field(default=0.85, metadata={"help": "Share of the rating-derived training principles reworded at random (rm_training/principles.py reword), so the model keys on the attribute words, not the sentence shape (RLBFF, arXiv:2509.21319). 0: fixed phrasings."})
     principles_file: str = field(default=None, metadata={"help": "A JSONL of principle/label rows a user wrote: {response_id | prompt/messages + response, principle, label: Yes/No}."})
     default_principle: str = field(default="The response is helpful.", metadata={"help": "The principle used when a caller gives none (scalar reward, pairwise evaluation)."})
 
@@ -393,7 +427,7 @@ class MeanVarConfig(RewardConfig):
 
     objective: str = field(default="meanvar", metadata={"help": "meanvar"})
     soft_labels: bool = field(default=True, metadata={"help": "Train on P(A better) from the annotators' votes (a tie counts half); from the analysis when it exists, else from the votes directly."})
-    ties: str = field(default="half", metadata={"help": "Pairs whose aggregate is a tie: half (kept, label from the votes) or drop."})
+    ties: Ties = field(default="half", metadata={"help": "Pairs whose aggregate is a tie: half (kept, label from the votes) or drop."})
     nll_weight: float = field(default=0.0, metadata={"help": "Weight of a Gaussian NLL term on the per-annotator helpfulness ratings of each response (needs ratings in the dataset; 0 = off)."})
     log_var_min: float = field(default=-6.0, metadata={"help": "Lower clamp of the predicted log-variance (numerical safety)."})
     log_var_max: float = field(default=6.0, metadata={"help": "Upper clamp of the predicted log-variance."})

@@ -68,10 +68,6 @@ def parse_config(objective: str, config_file: Path | None, overrides: list[str],
     if rest:
         raise UsageError(f"unknown training options {rest}: they are not fields of {cls.__name__} (rm_training/config.py)")
     cfg.objective = objective
-    if getattr(cfg, "bt_variant", "plain") not in ("plain", "margin", "scaled"):
-        raise UsageError(f"--bt_variant must be plain, margin or scaled, got {cfg.bt_variant!r}")
-    if cfg.ties not in ("drop", "half"):
-        raise UsageError(f"--ties must be drop or half, got {cfg.ties!r}")
     if objective == "principle" and len(cfg.principle_thresholds) != 5:
         raise UsageError(f"--principle_thresholds needs 5 values (helpfulness, correctness, coherence, complexity, verbosity), got {len(cfg.principle_thresholds)}")
     if objective == "regression" and len(cfg.reward_weights) != len(cfg.attributes):
@@ -140,6 +136,12 @@ def _arg_message(msg: str, where: dict[str, str], raw: dict[str, str]) -> str:
     flag, detail = m.groups()
     at = where.get(flag[2:], "")
     shown = flag[2:] if at else flag
+    c = re.match(r"invalid choice: '(.*)' \(choose from (.*)\)", detail)
+    if c:  # a closed-set field: the wording RewardConfig.validate uses too
+        from .config import choice_message
+
+        choices = tuple(re.findall(r"'([^']*)'", c.group(2)) or c.group(2).split(", "))  # (3.12+ unquotes them)
+        return at + choice_message(flag[2:], c.group(1), choices).removeprefix("--" if at else "")
     t = re.match(r"invalid (\w+) value: '(.*)'", detail)
     if t:
         return f"{at}{shown} {t.group(2)}: must be {_KINDS.get(t.group(1), 'a ' + t.group(1))}"
@@ -192,7 +194,7 @@ def _check_model_options(cfg: RewardConfig) -> None:
     import importlib.util
 
     from .backbones import PRESETS
-    from .config import ATTENTION, DTYPES, check_option
+    from .config import DTYPES, check_option
 
     if cfg.init_from:
         src = Path(cfg.init_from)
@@ -221,13 +223,9 @@ def _check_model_options(cfg: RewardConfig) -> None:
     if cfg.max_length is None:
         cfg.max_length = DEFAULT_MAX_LENGTH
     check_option("max_length", cfg.max_length)  # (the range of every numeric field: config.LIMITS)
-    if cfg.torch_dtype not in DTYPES:
-        raise UsageError(f"--torch_dtype must be one of float32, bfloat16, float16, auto, got {cfg.torch_dtype!r}")
     if DTYPES[cfg.torch_dtype] == "float16" and cfg.fp16:
         raise UsageError("--torch_dtype float16 with --fp16 true: fp16 mixed precision needs fp32 master weights to unscale; keep --torch_dtype float32 or use --bf16")
     if cfg.attn_implementation is not None:
-        if cfg.attn_implementation not in ATTENTION:
-            raise UsageError(f"--attn_implementation must be one of {', '.join(ATTENTION)}, got {cfg.attn_implementation!r}")
         if cfg.attn_implementation == "flash_attention_2":
             import torch
 

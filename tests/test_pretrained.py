@@ -223,8 +223,8 @@ def test_regression_on_a_pretrained_encoder(ws, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--torch_dtype", "int8"], "--torch_dtype must be one of float32, bfloat16, float16, auto, got 'int8'"),
-    (["--attn_implementation", "magic"], "--attn_implementation must be one of eager, sdpa, flash_attention_2, got 'magic'"),
+    (["--torch_dtype", "int8"], "--torch_dtype must be auto, float32, fp32, bfloat16, bf16, float16 or fp16, got 'int8'"),
+    (["--attn_implementation", "magic"], "--attn_implementation must be eager, sdpa or flash_attention_2, got 'magic'"),
     (["--use_lora", "true", "--freeze_backbone", "true"], "--use_lora and --freeze_backbone exclude each other"),
     (["--use_lora", "true", "--lora_r", "0"], "--lora_r 0: must be an integer >= 1"),
     (["--use_lora", "true", "--lora_dropout", "1.5"], r"--lora_dropout 1.5: must be a finite number in \[0, 1\)"),

@@ -1,33 +1,13 @@
-"""The `helpsteer` command line: one entry layer above helpsteer/, rm_training/, annotation/ and
-dashboards/. Subcommands import their modules lazily so `helpsteer --help` stays fast.
-
-Exit codes: 0 success; 2 bad usage or unusable input (one line on stderr); 1 anything else."""
+"""`helpsteer synth | ingest | datasets | split | export`: the data commands."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-app = typer.Typer(
-    name="helpsteer",
-    help="Reward-model and preference-data platform: ingest, analyse, train, serve, annotate.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-
-def _err(msg: str) -> None:
-    print(msg, file=sys.stderr)
-
-
-def _console():
-    from .console import console
-
-    return console()
+from ._app import app, console, err
 
 
 @app.command()
@@ -38,7 +18,7 @@ def synth(
     only: Optional[str] = typer.Option(None, "--only", help="Write only one layout: helpsteer2, helpsteer2-disagreements, helpsteer2-preference, helpsteer3-preference, label-studio."),
 ) -> None:
     """Write synthetic HelpSteer2/HelpSteer3/Label Studio files with planted annotators and a truth file."""
-    from .synth import SynthConfig, write_synthetic
+    from ..synth import SynthConfig, write_synthetic
 
     files = write_synthetic(SynthConfig(seed=seed, n_prompts=prompts), out, only=only)
     for kind, path in files.items():
@@ -64,28 +44,28 @@ def ingest(
     wait: bool = typer.Option(False, "--wait", help=_WAIT),
 ) -> None:
     """Ingest preference/rating files into a canonical, validated workspace dataset."""
-    from .errors import UsageError
-    from .formats.mapped import from_options
-    from .ingest import ingest as run
+    from ..errors import UsageError
+    from ..formats.mapped import from_options
+    from ..ingest import ingest as run
 
     if append and replace:
         raise UsageError("--append and --replace are mutually exclusive")
     mapping = from_options(format, column_map, label_values, scale)  # checked before any file is read
     report = run(paths, workspace, name, fmt=format, strict=strict, mode="append" if append else "replace" if replace else None,
-                 drop_empty=drop_empty, announce=_err, mapping=mapping, wait=wait)
+                 drop_empty=drop_empty, announce=err, mapping=mapping, wait=wait)
     for s in report.sources:
         extra = (f", and {s.quarantined_parts} parts of ingested records (annotations)" if s.quarantined_parts else "") + (" (truncated file)" if s.truncated else "")
-        _err(f"{s.path}: {s.records} records, {s.ingested} ingested, {s.quarantined} quarantined{extra}")
+        err(f"{s.path}: {s.records} records, {s.ingested} ingested, {s.quarantined} quarantined{extra}")
         for w in s.warnings:
-            _err(f"  warning: {w}")
+            err(f"  warning: {w}")
         for reason, n in list(s.reasons.items())[:5]:
-            _err(f"  quarantined {n}: {reason}")
+            err(f"  quarantined {n}: {reason}")
     if report.skipped_files:
-        _err(f"skipped {len(report.skipped_files)} file(s) that no reader takes (listed above; --strict makes that an error)")
+        err(f"skipped {len(report.skipped_files)} file(s) that no reader takes (listed above; --strict makes that an error)")
     counts = ", ".join(f"{t} {n}" for t, n in report.tables.items() if n)
-    _err(f"dataset {name!r} -> {report.path} ({counts})")
+    err(f"dataset {name!r} -> {report.path} ({counts})")
     if any(s.quarantined or s.quarantined_parts for s in report.sources):
-        _err(f"quarantine: {report.path / 'quarantine.jsonl'}")
+        err(f"quarantine: {report.path / 'quarantine.jsonl'}")
 
 
 @app.command()
@@ -96,11 +76,11 @@ def datasets(
     wait: bool = typer.Option(False, "--wait", help=_WAIT),
 ) -> None:
     """List the datasets of a workspace (or delete one)."""
-    from . import store
+    from .. import store
 
     if delete:
         store.delete(workspace, delete, wait=wait)
-        _err(f"deleted dataset {delete!r}")
+        err(f"deleted dataset {delete!r}")
         return
     items = store.list_datasets(workspace)
     if json_out:
@@ -109,7 +89,7 @@ def datasets(
         print(orjson.dumps(items, option=orjson.OPT_INDENT_2).decode())
         return
     if not items:
-        _err(f"no datasets in {workspace}; create one with `helpsteer ingest FILE --workspace {workspace} --name NAME`")
+        err(f"no datasets in {workspace}; create one with `helpsteer ingest FILE --workspace {workspace} --name NAME`")
         return
     from rich.table import Table
 
@@ -121,7 +101,7 @@ def datasets(
         q = sum(s.get("quarantined", 0) for s in m["sources"])
         splits = " ".join(f"{'unsplit' if k == 'None' else k}={v}" for k, v in sorted(m.get("splits", {}).items()))  # ('None': older manifests)
         t.add_row(m["name"], fmt, str(m["tables"]["responses"]), str(m["tables"]["ratings"]), str(m["tables"]["preferences"]), str(q), splits)
-    _console().print(t)
+    console().print(t)
 
 
 @app.command()
@@ -133,10 +113,10 @@ def split(
     wait: bool = typer.Option(False, "--wait", help=_WAIT),
 ) -> None:
     """Assign train/validation by prompt, with no prompt in both."""
-    from .split import split_dataset
+    from ..split import split_dataset
 
     counts = split_dataset(workspace, name, eval_fraction=eval_fraction, seed=seed, wait=wait)
-    _err(f"dataset {name!r}: " + ", ".join(f"{k} {v} responses" for k, v in counts.items()))
+    err(f"dataset {name!r}: " + ", ".join(f"{k} {v} responses" for k, v in counts.items()))
 
 
 @app.command()
@@ -149,55 +129,7 @@ def export(
     split: Optional[str] = typer.Option(None, "--split", help="Only pairs of this split (train, validation, test)."),
 ) -> None:
     """Export preference pairs for TRL / DPO trainers or as a Hugging Face dataset."""
-    from .export import export_pairs
+    from ..export import export_pairs
 
     n = export_pairs(workspace, name, format, out, ties=ties, split=split)
-    _err(f"wrote {n} pairs to {out}")
-
-
-def _register_later_commands() -> None:
-    """Subcommands of the other packages register themselves here when they exist."""
-    import importlib
-
-    for mod in ("helpsteer.cli_analysis", "helpsteer.cli_training", "annotation.cli", "dashboards.cli"):
-        try:
-            m = importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name and mod.startswith(e.name):
-                continue
-            raise
-        m.register(app)
-
-
-def main(argv: list[str] | None = None) -> int:
-    from .errors import UsageError
-
-    _register_later_commands()
-    try:
-        app(args=argv, standalone_mode=False)
-    except UsageError as e:
-        _err(f"error: {e}")
-        return 2
-    except typer.Exit as e:
-        return e.exit_code
-    except SystemExit as e:
-        return int(e.code or 0)
-    except KeyboardInterrupt:
-        _err("interrupted")
-        return 130
-    except Exception as e:  # click's (typer's vendored click) usage errors come as exceptions here
-        if hasattr(e, "show") and isinstance(getattr(e, "exit_code", None), int):
-            e.show()
-            return e.exit_code
-        if type(e).__name__ == "Abort":
-            return 1
-        import traceback
-
-        traceback.print_exc()
-        _err(f"error: {type(e).__name__}: {e}")
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    err(f"wrote {n} pairs to {out}")

@@ -1,4 +1,4 @@
-"""`helpsteer analyze`: registered on the main command by helpsteer/cli.py."""
+"""`helpsteer analyze`: agreement, annotator quality, aggregation and diverging preferences of a dataset."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 
 import typer
+
+from ._app import app
 
 
 def _fmt(s: dict | None) -> str:
@@ -21,7 +23,7 @@ def _fmt(s: dict | None) -> str:
 def print_summary(res: dict, workspace: Path, name: str) -> None:
     from rich.table import Table
 
-    from .console import console
+    from ..console import console
 
     con = console()
     if res["ratings"]:
@@ -51,7 +53,7 @@ def print_summary(res: dict, workspace: Path, name: str) -> None:
     if a["available"]:
         import polars as pl
 
-        from . import store
+        from .. import store
 
         tab = pl.read_parquet(store.require(workspace, name) / "analysis" / "annotators.parquet")
         t = Table(title=f"annotators, worst first ({a['n_flagged']} of {a['n_annotators']} flagged as noise)")
@@ -73,39 +75,38 @@ def print_summary(res: dict, workspace: Path, name: str) -> None:
     print(f"analysis written to {workspace / 'datasets' / name / 'analysis'}", file=sys.stderr)
 
 
-def register(app: typer.Typer) -> None:
-    @app.command()
-    def analyze(
-        workspace: Path = typer.Option(..., "--workspace", help="Workspace folder."),
-        name: str = typer.Option(..., "--name", help="Dataset name."),
-        bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples (over items) for every confidence interval."),
-        seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
-        min_shared: int = typer.Option(5, "--min-shared", help="Items two annotators must share for their kappa / Spearman to count."),
-        aggregation: str = typer.Option("helpsteer2", "--aggregation", help="Item labels: helpsteer2 (k most-agreeing of >= 3, outliers dropped), mean or median."),
-        min_annotators: int = typer.Option(3, "--min-annotators", help="helpsteer2: items with fewer annotations get no label."),
-        max_distance: float = typer.Option(2.0, "--max-distance", help="helpsteer2: drop annotations farther than this from the item's median."),
-        k: int = typer.Option(3, "--k", help="helpsteer2: label = mean of the k most-agreeing annotations."),
-        rounding: str = typer.Option("none", "--rounding", help="Item labels: none or nearest (integer labels like HelpSteer's)."),
-        derive_attribute: str = typer.Option("helpfulness", "--derive-attribute", help="Attribute that ratings -> pairs compares."),
-        json_out: bool = typer.Option(False, "--json", help="Print agreement.json instead of tables."),
-        wait: bool = typer.Option(False, "--wait", help="If another process is writing this dataset, wait for it instead of exiting 2 at once."),
-    ) -> None:
-        """Annotator agreement, annotator quality, aggregation and diverging preferences of a dataset."""
-        from .analyze import AnalysisConfig, run_analysis
-        from .errors import UsageError
+@app.command()
+def analyze(
+    workspace: Path = typer.Option(..., "--workspace", help="Workspace folder."),
+    name: str = typer.Option(..., "--name", help="Dataset name."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples (over items) for every confidence interval."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
+    min_shared: int = typer.Option(5, "--min-shared", help="Items two annotators must share for their kappa / Spearman to count."),
+    aggregation: str = typer.Option("helpsteer2", "--aggregation", help="Item labels: helpsteer2 (k most-agreeing of >= 3, outliers dropped), mean or median."),
+    min_annotators: int = typer.Option(3, "--min-annotators", help="helpsteer2: items with fewer annotations get no label."),
+    max_distance: float = typer.Option(2.0, "--max-distance", help="helpsteer2: drop annotations farther than this from the item's median."),
+    k: int = typer.Option(3, "--k", help="helpsteer2: label = mean of the k most-agreeing annotations."),
+    rounding: str = typer.Option("none", "--rounding", help="Item labels: none or nearest (integer labels like HelpSteer's)."),
+    derive_attribute: str = typer.Option("helpfulness", "--derive-attribute", help="Attribute that ratings -> pairs compares."),
+    json_out: bool = typer.Option(False, "--json", help="Print agreement.json instead of tables."),
+    wait: bool = typer.Option(False, "--wait", help="If another process is writing this dataset, wait for it instead of exiting 2 at once."),
+) -> None:
+    """Annotator agreement, annotator quality, aggregation and diverging preferences of a dataset."""
+    from ..analyze import AnalysisConfig, run_analysis
+    from ..errors import UsageError
 
-        if bootstrap < 0:
-            raise UsageError(f"--bootstrap must be >= 0, got {bootstrap}")
-        if aggregation not in ("helpsteer2", "mean", "median"):
-            raise UsageError(f"--aggregation must be helpsteer2, mean or median, got {aggregation!r}")
-        if rounding not in ("none", "nearest"):
-            raise UsageError(f"--rounding must be none or nearest, got {rounding!r}")
-        cfg = AnalysisConfig(n_bootstrap=bootstrap, seed=seed, min_shared=min_shared, aggregation=aggregation, min_annotators=min_annotators,
-                             max_distance=max_distance, k=k, rounding=rounding, derive_attribute=derive_attribute)
-        res = run_analysis(workspace, name, cfg, wait=wait)
-        if json_out:
-            import orjson
+    if bootstrap < 0:
+        raise UsageError(f"--bootstrap must be >= 0, got {bootstrap}")
+    if aggregation not in ("helpsteer2", "mean", "median"):
+        raise UsageError(f"--aggregation must be helpsteer2, mean or median, got {aggregation!r}")
+    if rounding not in ("none", "nearest"):
+        raise UsageError(f"--rounding must be none or nearest, got {rounding!r}")
+    cfg = AnalysisConfig(n_bootstrap=bootstrap, seed=seed, min_shared=min_shared, aggregation=aggregation, min_annotators=min_annotators,
+                         max_distance=max_distance, k=k, rounding=rounding, derive_attribute=derive_attribute)
+    res = run_analysis(workspace, name, cfg, wait=wait)
+    if json_out:
+        import orjson
 
-            print(orjson.dumps(res, option=orjson.OPT_INDENT_2).decode())
-        else:
-            print_summary(res, workspace, name)
+        print(orjson.dumps(res, option=orjson.OPT_INDENT_2).decode())
+    else:
+        print_summary(res, workspace, name)

@@ -1,4 +1,4 @@
-"""`helpsteer annotate push | pull | export-tasks`: registered on the main command by helpsteer/cli.py."""
+"""`helpsteer annotate push | pull | export-tasks`: round trips with a Label Studio server (annotation/)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+
+from ._app import app
 
 annotate_app = typer.Typer(help="Round trips with a Label Studio server (push tasks, pull annotations).", no_args_is_help=True)
 
@@ -31,7 +33,7 @@ def push_cmd(
     overlap: Optional[int] = typer.Option(None, "--overlap", help="Annotators per task (Label Studio's maximum annotations)."),
 ) -> None:
     """Create or update a project and import the dataset's items as tasks (re-pushing adds only new items)."""
-    from .client import push
+    from annotation.client import push
 
     res = push(workspace, name, kind, _env(url, "LABEL_STUDIO_URL"), _env(api_key, "LABEL_STUDIO_API_KEY"), title=project, overlap=overlap)
     verb = "created" if res.created else "updated"
@@ -48,7 +50,7 @@ def pull_cmd(
     api_key: Optional[str] = _KEY,
 ) -> None:
     """Export all annotations and mirror the project into a workspace dataset (per-annotator rows)."""
-    from .client import pull
+    from annotation.client import pull
 
     proj, report = pull(_env(url, "LABEL_STUDIO_URL"), _env(api_key, "LABEL_STUDIO_API_KEY"), project, workspace, name)
     src = report.sources[0]
@@ -68,8 +70,8 @@ def export_tasks_cmd(
     config_out: Optional[Path] = typer.Option(None, "--config-out", help="Also write the labeling config XML here."),
 ) -> None:
     """Write the tasks JSON (and optionally the labeling config) for uploading by hand."""
-    from .configs import labeling_config, validate_config
-    from .tasks import build_tasks, write_tasks_file
+    from annotation.configs import labeling_config, validate_config
+    from annotation.tasks import build_tasks, write_tasks_file
 
     tasks = build_tasks(workspace, name, kind)
     write_tasks_file(tasks, out)
@@ -80,5 +82,4 @@ def export_tasks_cmd(
     print(f"wrote {len(tasks)} tasks to {out}", file=sys.stderr)
 
 
-def register(app: typer.Typer) -> None:
-    app.add_typer(annotate_app, name="annotate")
+app.add_typer(annotate_app, name="annotate")
