@@ -138,10 +138,6 @@ def content_pair_id(fmt: str, a: pl.Series, b: pl.Series, extra: pl.Series | Non
     return hash_series(*parts)
 
 
-def schema_of(table: str) -> dict:
-    return TABLES[table]
-
-
 class RowBuilder:
     """Canonical rows built one record at a time, for formats whose records need Python logic
     (transcripts to split, JSON fields of several shapes, Label Studio results)."""

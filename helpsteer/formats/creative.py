@@ -11,7 +11,7 @@ from __future__ import annotations
 import orjson
 import polars as pl
 
-from ..readers import BOM
+from ..containers import BOM
 from ..schema import JSON
 from . import Ctx, Format, register
 from .common import Result, responses_from, split_reasons, user_context, with_response_ids

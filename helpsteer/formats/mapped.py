@@ -72,7 +72,7 @@ class Mapping:
         return _KIND.get(target, "text")
 
     def spec(self) -> dict:
-        """Raw field -> dtype for helpsteer/readers.py: strings and numbers typed, the rest JSON."""
+        """Raw field -> dtype for helpsteer/containers.py: strings and numbers typed, the rest JSON."""
         out: dict = {}
         for target in [*self.fields, *self.open]:
             kind = self.kind(target)
