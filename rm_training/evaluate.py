@@ -268,7 +268,7 @@ def _file_label(path: Path) -> str:
 
 def _pairwise(res: dict, workspace: Path, name: str, reward: dict, detail: dict | None = None, log_var: dict | None = None,
               lengths: dict | None = None) -> None:
-    from helpsteer.export import pair_labels
+    from helpsteer.labels import pair_labels
 
     labels = pair_labels(workspace, name)
     prefs = store.load_table(workspace, name, "preferences", ["pair_id", "style_a", "style_b"]).unique("pair_id", keep="first")
