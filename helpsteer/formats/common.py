@@ -171,6 +171,13 @@ class RowBuilder:
         self.bad_lines.append(line)
         self.bad_reasons.append(reason)
 
+    def reject_missing(self, line: int, record: dict, fields: tuple[str, ...]) -> bool:
+        """Reject the record on `line` naming the first of `fields` that is null; True when rejected."""
+        bad = next((f for f in fields if record[f] is None), None)
+        if bad is not None:
+            self.reject(line, f"field '{bad}': missing or null")
+        return bad is not None
+
     def reject_part(self, line: int, reason: str, part: object) -> None:
         """Quarantine one part of the record on `line` (its rows must not have been added), keeping the rest."""
         self.bad_parts.append((line, reason, part))
