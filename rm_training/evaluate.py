@@ -18,8 +18,8 @@ import numpy as np
 import polars as pl
 
 from helpsteer import store
-from helpsteer.errors import UsageError
 from helpsteer.containers import file_sha256
+from helpsteer.errors import UsageError
 
 # RewardBench v1 sections (allenai/reward-bench constants); Reasoning counts math-prm as 984
 # examples so that it weighs as much as the six hep-* code subsets together.

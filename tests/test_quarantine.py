@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from conftest import ROOT, manifest, quarantine, run_cli, table, write_jsonl
 from helpsteer import containers
-from helpsteer.formats import FORMATS, _load_all
 from helpsteer.containers import SourceState, iter_chunks
+from helpsteer.formats import FORMATS, _load_all
 
 GOOD = {"prompt": "q", "response": "r", "helpfulness": 3, "correctness": 3, "coherence": 3, "complexity": 1, "verbosity": 1}
 
