@@ -71,13 +71,13 @@ def table(name: str, tbl: str, columns: list[str] | None = None) -> pl.DataFrame
 
 @st.cache_data(show_spinner=False)
 def _pair_labels(ws: str, name: str, stamp: float) -> pl.DataFrame:
-    from helpsteer.export import pair_labels
+    from helpsteer.labels import pair_labels
 
     return pair_labels(Path(ws), name)
 
 
 def pair_labels(name: str) -> pl.DataFrame:
-    """One row per pair with its label (helpsteer.export.pair_labels: strength < 0 = A chosen)."""
+    """One row per pair with its label (helpsteer.labels.pair_labels: strength < 0 = A chosen)."""
     p = _folder(name) / "preferences.parquet"
     if not p.exists():
         return pl.DataFrame()

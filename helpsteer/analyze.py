@@ -135,12 +135,3 @@ def _write(folder: Path, agreement: dict, annotators: pl.DataFrame, pairs: pl.Da
     items.write_parquet(out / "items.parquet")
     if derived is not None:
         derived.write_parquet(out / "derived_pairs.parquet")
-
-
-def load_analysis(workspace: Path, name: str) -> dict | None:
-    p = store.require(workspace, name) / "analysis" / "agreement.json"
-    if not p.exists():
-        return None
-    import orjson
-
-    return orjson.loads(p.read_bytes())

@@ -15,20 +15,7 @@ import polars as pl
 
 from . import store
 from .errors import UsageError
-
-
-def pair_labels(workspace: Path, name: str) -> pl.DataFrame:
-    """pair_id, prompt_id, response_a_id, response_b_id, strength, n_votes, subset."""
-    prefs = store.load_table(workspace, name, "preferences")
-    agg = prefs.filter(pl.col("annotator_id").is_null()).group_by("pair_id", maintain_order=True).agg(pl.col("strength").mean().alias("agg"))
-    votes = prefs.filter(pl.col("annotator_id").is_not_null()).group_by("pair_id", maintain_order=True).agg(
-        pl.col("strength").mean().alias("vote_mean"), pl.len().alias("n_votes"))
-    pairs = prefs.group_by("pair_id", maintain_order=True).agg(
-        pl.col("prompt_id", "response_a_id", "response_b_id", "subset").first())
-    pairs = pairs.join(agg, on="pair_id", how="left").join(votes, on="pair_id", how="left")
-    return pairs.with_columns(
-        pl.coalesce("agg", "vote_mean").alias("strength"), pl.col("n_votes").fill_null(0)
-    ).drop("agg", "vote_mean")
+from .labels import pair_labels
 
 
 def render_context(context: list[dict]) -> str:

@@ -18,10 +18,10 @@ import orjson
 import polars as pl
 
 from . import store
+from .containers import Chunk, SourceState, container_of, file_sha256, iter_chunks, sample_lines, split_from_name
 from .errors import UsageError
 from .formats import Ctx, Format, detect
 from .formats.mapped import Mapping, validate
-from .readers import Chunk, SourceState, container_of, file_sha256, iter_chunks, sample_lines, split_from_name
 from .schema import SCHEMA_VERSION, TABLES, conform_table, empty
 
 log = logging.getLogger(__name__)
@@ -66,10 +66,6 @@ class IngestReport:
     tables: dict[str, int]
     skipped: list[str] = field(default_factory=list)  # already in the dataset (same sha256)
     skipped_files: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): a folder's files no reader takes
-
-
-class _StrictStop(Exception):
-    pass
 
 
 def expand_paths(paths: list[Path]) -> list[tuple[Path, bool]]:

@@ -1,4 +1,7 @@
-"""Item labels: the one rule that says which value of an attribute a response trains on and is
+"""The label rules: pair labels (pair_labels), item labels (item_labels), Yes/No values (yes_no) and
+the principle statements in feedback texts (feedback_statements).
+
+Item labels: the one rule that says which value of an attribute a response trains on and is
 evaluated against. Regression training, regression evaluation, rating-derived principles and the
 analysis' items.parquet all read it from here.
 
@@ -11,6 +14,7 @@ the annotators' votes."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import polars as pl
@@ -18,6 +22,36 @@ import polars as pl
 from . import store
 
 KEY = ["response_id", "attribute"]
+
+# Yes/No values as written in sources (lower-cased, stripped): the one table every reader parses with
+YES_NO = {"yes": 1.0, "y": 1.0, "true": 1.0, "1": 1.0, "no": 0.0, "n": 0.0, "false": 0.0, "0": 0.0}
+
+
+def yes_no(v) -> float | None:
+    """1.0 / 0.0 for a Yes/No value (a bool, the number 0 or 1, or a YES_NO string), else None."""
+    if isinstance(v, bool):
+        return 1.0 if v else 0.0
+    if isinstance(v, (int, float)) and v in (0, 1):
+        return float(v)
+    if isinstance(v, str):
+        return YES_NO.get(v.strip().lower())
+    return None
+
+
+def pair_labels(workspace: Path, name: str) -> pl.DataFrame:
+    """pair_id, prompt_id, response_a_id, response_b_id, strength, n_votes, subset: one row per
+    pair_id, the source's aggregated strength (annotator_id null) where it has one, else the mean of
+    the annotators' votes. Negative strength = response A is preferred."""
+    prefs = store.load_table(workspace, name, "preferences")
+    agg = prefs.filter(pl.col("annotator_id").is_null()).group_by("pair_id", maintain_order=True).agg(pl.col("strength").mean().alias("agg"))
+    votes = prefs.filter(pl.col("annotator_id").is_not_null()).group_by("pair_id", maintain_order=True).agg(
+        pl.col("strength").mean().alias("vote_mean"), pl.len().alias("n_votes"))
+    pairs = prefs.group_by("pair_id", maintain_order=True).agg(
+        pl.col("prompt_id", "response_a_id", "response_b_id", "subset").first())
+    pairs = pairs.join(agg, on="pair_id", how="left").join(votes, on="pair_id", how="left")
+    return pairs.with_columns(
+        pl.coalesce("agg", "vote_mean").alias("strength"), pl.col("n_votes").fill_null(0)
+    ).drop("agg", "vote_mean")
 
 
 def resolve(given: str | pl.Expr = "given", aggregated: str | pl.Expr = "aggregated") -> pl.Expr:
@@ -74,4 +108,21 @@ def labels_by_response(labels: pl.DataFrame) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for rid, attr, y in labels.iter_rows():
         out.setdefault(rid, {})[attr] = float(y)
+    return out
+
+
+# HelpSteer3 feedback: "The response is {not/slightly/partially/mostly/perfectly} helpful" and the
+# same degree words with other qualities
+_DEGREE = {"not": 0.0, "slightly": 0.0, "partially": None, "mostly": 1.0, "perfectly": 1.0, "completely": 1.0, "fully": 1.0, "very": 1.0}
+_FEEDBACK_RE = re.compile(r"\bthe response is (not|slightly|partially|mostly|perfectly|completely|fully|very) "
+                          r"(helpful|correct|accurate|coherent|clear|concise|verbose|relevant|complete)\b", re.I)
+
+
+def feedback_statements(text: str) -> list[tuple[str, float]]:
+    """(principle, label) statements in a feedback text; "partially" is ambiguous and skipped."""
+    out = []
+    for m in _FEEDBACK_RE.finditer(text or ""):
+        label = _DEGREE[m.group(1).lower()]
+        if label is not None:
+            out.append((f"The response is {m.group(2).lower()}.", label))
     return out

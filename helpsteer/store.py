@@ -242,11 +242,6 @@ def load_table(workspace: Path, name: str, table: str, columns: list[str] | None
     return pl.read_parquet(path, columns=columns)
 
 
-def scan_table(workspace: Path, name: str, table: str) -> pl.LazyFrame:
-    path = require(workspace, name) / f"{table}.parquet"
-    return pl.scan_parquet(path) if path.exists() else empty(table).lazy()
-
-
 def table_counts(folder: Path) -> dict[str, int]:
     counts = {}
     for t in TABLES:

@@ -125,7 +125,7 @@ class AttackConfig:
 
 def _pairs(workspace: Path, name: str, split: str | None) -> pl.DataFrame:
     """Decided pairs of a split with the chosen and rejected texts."""
-    from helpsteer.export import pair_labels
+    from helpsteer.labels import pair_labels
 
     labels = pair_labels(workspace, name).filter(pl.col("strength").is_not_null() & (pl.col("strength") != 0))
     resp = store.load_table(workspace, name, "responses", ["response_id", "context", "prompt", "response", "split"])

@@ -47,7 +47,7 @@ def score_file(run: Path, data: Path, out: Path, fmt: str = "auto", level: str =
         resp = store.load_table(tmp, "score", "responses", ["response_id", "prompt_id", "context", "prompt", "response", "split"])
         labels = None
         if level in ("auto", "pairs"):
-            from helpsteer.export import pair_labels
+            from helpsteer.labels import pair_labels
 
             labels = pair_labels(tmp, "score")
             if labels.height == 0:

@@ -1,7 +1,7 @@
 """Training and evaluation examples from a workspace dataset.
 
 Pairs (bt): one per `pair_id`, with the aggregated strength where the source has one, else the
-mean of the votes (helpsteer.export.pair_labels); ties dropped or kept as a 0.5 label; optional
+mean of the votes (helpsteer.labels.pair_labels); ties dropped or kept as a 0.5 label; optional
 soft labels P(A better) from the annotators' votes (analysis/pairs.parquet). Regression: one
 example per response with the HelpSteer attributes as targets (helpsteer.labels' rule; missing
 ones masked). Truncation is
@@ -28,8 +28,7 @@ import polars as pl
 
 from helpsteer import store
 from helpsteer.errors import UsageError
-from helpsteer.export import pair_labels
-from helpsteer.labels import item_labels
+from helpsteer.labels import item_labels, pair_labels
 from helpsteer.schema import HELPSTEER_ATTRIBUTES
 
 from .tokenizer import render

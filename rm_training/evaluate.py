@@ -18,8 +18,8 @@ import numpy as np
 import polars as pl
 
 from helpsteer import store
+from helpsteer.containers import file_sha256
 from helpsteer.errors import UsageError
-from helpsteer.readers import file_sha256
 
 # RewardBench v1 sections (allenai/reward-bench constants); Reasoning counts math-prm as 984
 # examples so that it weighs as much as the six hep-* code subsets together.
@@ -268,7 +268,7 @@ def _pairwise(res: dict, workspace: Path, name: str, sc, scored: pl.DataFrame, l
     """Pairwise metrics of the dataset's labelled pairs whose two responses were scored. `scored`:
     response_id, reward, length (characters), one row per row of `logits`; `sc` (a scoring.Scorer)
     gives P(A better) and its z from the two responses' logits."""
-    from helpsteer.export import pair_labels
+    from helpsteer.labels import pair_labels
 
     labels = pair_labels(workspace, name)
     prefs = store.load_table(workspace, name, "preferences", ["pair_id", "style_a", "style_b"]).unique("pair_id", keep="first")

@@ -11,13 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import orjson
 import polars as pl
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from helpsteer import store
-from helpsteer.errors import UsageError
-from helpsteer.labels import item_labels, labels_by_response
+from helpsteer.formats.principles import read_principles_file
+from helpsteer.labels import feedback_statements, item_labels, labels_by_response
 
 from .tokenizer import render
 
@@ -125,23 +124,6 @@ def reword(text: str, rng: np.random.Generator, words: list[str] = ()) -> str:
 DEFAULT_THRESHOLDS = {"helpfulness": 3.0, "correctness": 3.0, "coherence": 3.0, "complexity": 2.0, "verbosity": 3.0}
 DEFAULT_PRINCIPLE = "The response is helpful."
 
-# HelpSteer3 feedback: "The response is {not/slightly/partially/mostly/perfectly} helpful" and the
-# same degree words with other qualities
-_DEGREE = {"not": 0.0, "slightly": 0.0, "partially": None, "mostly": 1.0, "perfectly": 1.0, "completely": 1.0, "fully": 1.0, "very": 1.0}
-_FEEDBACK_RE = re.compile(r"\bthe response is (not|slightly|partially|mostly|perfectly|completely|fully|very) "
-                          r"(helpful|correct|accurate|coherent|clear|concise|verbose|relevant|complete)\b", re.I)
-
-
-def from_feedback(text: str) -> list[tuple[str, float]]:
-    """(principle, label) statements in a feedback text; "partially" is ambiguous and skipped."""
-    out = []
-    for m in _FEEDBACK_RE.finditer(text or ""):
-        label = _DEGREE[m.group(1).lower()]
-        if label is not None:
-            out.append((f"The response is {m.group(2).lower()}.", label))
-    return out
-
-
 @dataclass
 class Principled:
     response_id: list[str] = field(default_factory=list)
@@ -191,7 +173,7 @@ def load_principled(workspace: Path, name: str, tokenizer, split: str | None, *,
     # 2. statements in feedback texts
     fb = store.load_table(workspace, name, "feedback", ["response_id", "feedback"])
     for rid, text in fb.filter(pl.col("response_id").is_in(list(by_id))).iter_rows():
-        for p, lab in from_feedback(text):
+        for p, lab in feedback_statements(text):
             emit(rid, p, lab, False, "feedback")
     # 3. derived from attribute ratings, automatically when the dataset has ratings and no principle rows
     if prin.height == 0:
@@ -220,41 +202,7 @@ def load_principled(workspace: Path, name: str, tokenizer, split: str | None, *,
                 emit(rid, text, y, held, "ratings")
     # 4. principle/label rows a user wrote: {"response_id" | ("prompt" or "messages") + "response", "principle", "label"}
     if principles_file:
-        _from_file(Path(principles_file), by_id, emit, tokenizer)
+        for rid, principle, label in read_principles_file(Path(principles_file)):
+            if rid in by_id:  # rows of responses outside this split are skipped
+                emit(rid, principle, label, False, "file")
     return out
-
-
-def _truthy(v, where: str) -> float:
-    if isinstance(v, bool):
-        return float(v)
-    if isinstance(v, (int, float)) and v in (0, 1):
-        return float(v)
-    if isinstance(v, str) and v.strip().lower() in ("yes", "no", "true", "false", "1", "0"):
-        return float(v.strip().lower() in ("yes", "true", "1"))
-    raise UsageError(f"{where}: field 'label': expected Yes/No, true/false or 1/0, got {v!r}")
-
-
-def _from_file(path: Path, by_id: dict, emit, tokenizer) -> None:
-    from helpsteer.ids import response_id as rid_of
-
-    if not path.exists():
-        raise UsageError(f"--principles_file {path}: no such file")
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{i}"
-        try:
-            rec = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            raise UsageError(f"{where}: not valid JSON ({exc})") from None
-        if not isinstance(rec, dict) or not isinstance(rec.get("principle"), str) or not rec["principle"].strip():
-            raise UsageError(f"{where}: field 'principle': expected a non-empty string")
-        label = _truthy(rec.get("label"), where)
-        rid = rec.get("response_id")
-        if rid is None:
-            if not isinstance(rec.get("response"), str):
-                raise UsageError(f"{where}: give 'response_id', or 'response' with 'prompt' or 'messages'")
-            ctx = rec.get("messages") or [{"role": "user", "content": rec.get("prompt", "")}]
-            rid = rid_of(ctx, rec["response"])
-        if rid in by_id:  # rows of responses outside this split are skipped
-            emit(rid, rec["principle"], label, False, "file")

@@ -54,7 +54,7 @@ def test_one_evaluation_per_dataset_and_eval_json_is_the_latest(run_ws, tmp_path
     first = json.loads((run / "eval" / "pref.json").read_text())
     second = json.loads((run / "eval" / "Natural-dataset.json").read_text())
     latest = json.loads((run / "eval.json").read_text())
-    from helpsteer.readers import file_sha256
+    from helpsteer.containers import file_sha256
     from rm_training.evaluate import dataset_hash
 
     assert first["dataset"] == "pref" and first["dataset_sha256"] == dataset_hash(run_ws, "pref") and first["n_pairs"] > 0

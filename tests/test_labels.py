@@ -8,8 +8,9 @@ import json
 import numpy as np
 import polars as pl
 import pytest
-
 from conftest import run_cli, write_jsonl
+
+from helpsteer import labels
 from helpsteer.labels import item_labels
 
 
@@ -87,3 +88,35 @@ def test_an_item_the_analysis_has_not_seen_falls_back_to_its_vote_mean(votes_ws,
     pl.read_parquet(items).filter(pl.col("response_id") != r2).write_parquet(items)
     got = _helpfulness(ws, "votes")
     assert got["r2"] == pytest.approx(2.5) and got["r1"] == pytest.approx(11 / 3) and "r3" not in got  # (the analysis gave r2 10/3)  # r3: seen by the analysis, left unlabelled
+
+
+def test_pair_labels_source_strength_else_vote_mean(monkeypatch):
+    """p1 has a source strength (-2) and votes: the source's wins; p2 only votes (-3, 1, 1): mean
+    -1/3 over 3 votes; p3 nothing usable: null strength, 0 votes."""
+    prefs = pl.DataFrame({
+        "pair_id": ["p1", "p1", "p1", "p2", "p2", "p2", "p3"],
+        "prompt_id": ["q1"] * 3 + ["q2"] * 3 + ["q3"],
+        "response_a_id": ["a1"] * 3 + ["a2"] * 3 + ["a3"], "response_b_id": ["b1"] * 3 + ["b2"] * 3 + ["b3"],
+        "annotator_id": [None, "u1", "u2", "u1", "u2", "u3", None],
+        "strength": [-2.0, 3.0, 1.0, -3.0, 1.0, 1.0, None], "subset": ["s"] * 7})
+    monkeypatch.setattr(labels.store, "load_table", lambda ws, name, table, *a: prefs)
+    out = labels.pair_labels(None, "x")
+    assert out["pair_id"].to_list() == ["p1", "p2", "p3"]
+    assert out["strength"].to_list()[:2] == pytest.approx([-2.0, -1 / 3])
+    assert out["strength"][2] is None
+    assert out["n_votes"].to_list() == [2, 3, 0]
+    assert out.columns == ["pair_id", "prompt_id", "response_a_id", "response_b_id", "subset", "n_votes", "strength"]
+
+
+@pytest.mark.parametrize("v, want", [(True, 1.0), (False, 0.0), (1, 1.0), (0, 0.0), (0.0, 0.0), (" Yes ", 1.0), ("NO", 0.0),
+                                     ("y", 1.0), ("n", 0.0), ("true", 1.0), ("false", 0.0), ("1", 1.0), ("0", 0.0),
+                                     ("maybe", None), (2, None), (0.5, None), (None, None), ([1], None)])
+def test_yes_no(v, want):
+    assert labels.yes_no(v) == want
+
+
+def test_feedback_statements():
+    text = "The response is mostly helpful. The response is partially correct. The response is NOT concise, and the response is very clear."
+    assert labels.feedback_statements(text) == [("The response is helpful.", 1.0), ("The response is concise.", 0.0),
+                                                ("The response is clear.", 1.0)]
+    assert labels.feedback_statements(None) == []

@@ -13,7 +13,8 @@ import torch
 from conftest import run_cli, write_jsonl
 from scipy.stats import norm
 
-from rm_training.principles import PHRASINGS, from_feedback, load_principled, reword
+from helpsteer.labels import feedback_statements
+from rm_training.principles import PHRASINGS, load_principled, reword
 from rm_training.scoring import Item, Scorer
 
 
@@ -35,8 +36,8 @@ TINY = ["--backbone", "tiny", "--max_length", "96", "--save_strategy", "no"]
 
 def test_feedback_statements_are_extracted():
     text = "The response is mostly helpful. It is not correct about dates; the response is partially coherent. The response is not concise."
-    assert from_feedback(text) == [("The response is helpful.", 1.0), ("The response is concise.", 0.0)]
-    assert from_feedback("") == []
+    assert feedback_statements(text) == [("The response is helpful.", 1.0), ("The response is concise.", 0.0)]
+    assert feedback_statements("") == []
 
 
 def test_principles_from_ratings_hold_out_phrasings(ws):

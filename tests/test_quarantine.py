@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT, manifest, quarantine, run_cli, table, write_jsonl
-from helpsteer import readers
+from helpsteer import containers
+from helpsteer.containers import SourceState, iter_chunks
 from helpsteer.formats import FORMATS, _load_all
-from helpsteer.readers import SourceState, iter_chunks
 
 GOOD = {"prompt": "q", "response": "r", "helpfulness": 3, "correctness": 3, "coherence": 3, "complexity": 1, "verbosity": 1}
 
@@ -262,10 +262,10 @@ def test_corrupted_gzip_bytes(ws, tmp_path, corrupt):
 
 
 def test_readers_split_from_name():
-    assert readers.split_from_name(Path("x/train.jsonl.gz")) == "train"
-    assert readers.split_from_name(Path("x/validation.jsonl.gz")) == "validation"
-    assert readers.split_from_name(Path("hh/harmless-base/test.jsonl.gz")) == "test"
-    assert readers.split_from_name(Path("pandalm-testset/data/testset-v1.json")) is None
+    assert containers.split_from_name(Path("x/train.jsonl.gz")) == "train"
+    assert containers.split_from_name(Path("x/validation.jsonl.gz")) == "validation"
+    assert containers.split_from_name(Path("hh/harmless-base/test.jsonl.gz")) == "test"
+    assert containers.split_from_name(Path("pandalm-testset/data/testset-v1.json")) is None
 
 
 def test_fields_that_appear_late_in_a_chunk_are_not_dropped(ws, tmp_path):

@@ -1,5 +1,5 @@
 """Format readers: one entry per supported source format. Each declares the raw fields it reads
-(helpsteer/readers.py type-checks them), how to recognise it (`--format auto`), and a normalizer
+(helpsteer/containers.py type-checks them), how to recognise it (`--format auto`), and a normalizer
 that turns a typed chunk into canonical rows (helpsteer/formats/common.Result)."""
 
 from __future__ import annotations

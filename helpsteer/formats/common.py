@@ -138,10 +138,6 @@ def content_pair_id(fmt: str, a: pl.Series, b: pl.Series, extra: pl.Series | Non
     return hash_series(*parts)
 
 
-def schema_of(table: str) -> dict:
-    return TABLES[table]
-
-
 class RowBuilder:
     """Canonical rows built one record at a time, for formats whose records need Python logic
     (transcripts to split, JSON fields of several shapes, Label Studio results)."""
@@ -174,6 +170,13 @@ class RowBuilder:
     def reject(self, line: int, reason: str) -> None:
         self.bad_lines.append(line)
         self.bad_reasons.append(reason)
+
+    def reject_missing(self, line: int, record: dict, fields: tuple[str, ...]) -> bool:
+        """Reject the record on `line` naming the first of `fields` that is null; True when rejected."""
+        bad = next((f for f in fields if record[f] is None), None)
+        if bad is not None:
+            self.reject(line, f"field '{bad}': missing or null")
+        return bad is not None
 
     def reject_part(self, line: int, reason: str, part: object) -> None:
         """Quarantine one part of the record on `line` (its rows must not have been added), keeping the rest."""

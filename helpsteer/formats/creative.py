@@ -11,7 +11,8 @@ from __future__ import annotations
 import orjson
 import polars as pl
 
-from ..readers import BOM
+from ..containers import BOM
+from ..labels import YES_NO
 from ..schema import JSON
 from . import Ctx, Format, register
 from .common import Result, responses_from, split_reasons, user_context, with_response_ids
@@ -82,7 +83,6 @@ register(Format("wqrm", {"id": pl.String, "genre": pl.String, "llm": pl.String, 
 
 
 # --- TTCW -------------------------------------------------------------------------------------
-_VERDICT = {"yes": 1.0, "no": 0.0}
 
 
 def _add_tests(tests: dict, records) -> None:
@@ -153,7 +153,7 @@ def _norm_ttcw_verdicts(df: pl.DataFrame, ctx: Ctx, experts: bool) -> Result:
     sid = pl.col("story_id")
     rid = sid.replace_strict({k: v[0] for k, v in stories.items() if v[0] != "quarantined"}, default=None, return_dtype=pl.String)
     qline = sid.replace_strict({k: v[1] for k, v in stories.items() if v[0] == "quarantined"}, default=None, return_dtype=pl.Int64)
-    verdict = pl.col("binary_verdict").str.strip_chars().str.to_lowercase().replace_strict(_VERDICT, default=None, return_dtype=pl.Float64)
+    verdict = pl.col("binary_verdict").str.strip_chars().str.to_lowercase().replace_strict(YES_NO, default=None, return_dtype=pl.Float64)
     df = df.with_columns(rid.alias("response_id"), qline.alias("_qline"), verdict.alias("fulfilment"))
     checks = [(sid.is_null(), pl.lit("field 'story_id': missing or null")), (pl.col("ttcw_idx").is_null(), pl.lit("field 'ttcw_idx': missing or null")),
               (pl.col("fulfilment").is_null(), pl.format("field 'binary_verdict': expected Yes or No, got {}", pl.col("binary_verdict").fill_null("null")))]

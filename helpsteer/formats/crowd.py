@@ -26,9 +26,7 @@ def _split_cmp_key(key: str | None) -> tuple[str | None, str | None]:
 def _norm_pandalm(df: pl.DataFrame, ctx: Ctx) -> Result:
     b = RowBuilder(ctx)
     for line, r in iter_records(df):
-        bad = next((f for f in ("idx", "instruction", "response1", "response2") if r[f] is None), None)
-        if bad:
-            b.reject(line, f"field '{bad}': missing or null")
+        if b.reject_missing(line, r, ("idx", "instruction", "response1", "response2")):
             continue
         votes = [r[f"annotator{k}"] for k in (1, 2, 3)]
         wrong = next((k for k, v in enumerate(votes, 1) if v is not None and v not in _PANDALM_STRENGTH), None)
@@ -81,9 +79,7 @@ def _norm_llmfao_pairs(df: pl.DataFrame, ctx: Ctx) -> Result:
     models = ctx.shared.get("llmfao_models", {})
     b = RowBuilder(ctx)
     for line, r in iter_records(df):
-        bad = next((f for f in ("id", "text", "result_x", "result_y") if r[f] is None), None)
-        if bad:
-            b.reject(line, f"field '{bad}': missing or null")
+        if b.reject_missing(line, r, ("id", "text", "result_x", "result_y")):
             continue
         if r["result_x"] == r["result_y"]:
             b.reject(line, "result_x is identical to result_y")

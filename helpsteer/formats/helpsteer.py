@@ -11,6 +11,7 @@ import re
 
 import polars as pl
 
+from ..labels import yes_no
 from ..schema import CONTEXT, HELPSTEER_ATTRIBUTES, JSON, TURN
 from . import Ctx, Format, register
 from .common import (
@@ -302,23 +303,10 @@ register(Format(
 ))
 
 
-_YES = {"yes": 1.0, "y": 1.0, "true": 1.0, "1": 1.0, "no": 0.0, "n": 0.0, "false": 0.0, "0": 0.0}
-
-
-def _fulfilment_value(v) -> float | None:
-    if isinstance(v, bool):
-        return 1.0 if v else 0.0
-    if isinstance(v, (int, float)) and v in (0, 1):
-        return float(v)
-    if isinstance(v, str):
-        return _YES.get(v.strip().lower())
-    return None
-
-
 def _norm_hs3_principle(df: pl.DataFrame, ctx: Ctx) -> Result:
     res = Result()
     raw = [a if a is not None else b for a, b in zip(df["fulfilment"].to_list(), df["fulfillment"].to_list())]
-    df = df.with_columns(pl.Series("_ful", [_fulfilment_value(v) for v in raw], dtype=pl.Float64),
+    df = df.with_columns(pl.Series("_ful", [yes_no(v) for v in raw], dtype=pl.Float64),
                          pl.Series("_ful_text", [repr(v)[:40] for v in raw], dtype=pl.String))
     checks = context_ok() + [missing("response"), missing("principle"),
                              (pl.col("_ful").is_null(), pl.format("field 'fulfilment': expected Yes or No, got {}", "_ful_text"))]

@@ -19,6 +19,7 @@ import math
 
 import polars as pl
 
+from ..labels import YES_NO
 from ..schema import HELPSTEER_ATTRIBUTES, JSON
 from . import Ctx, Format, register
 from .common import Result, RowBuilder, iter_records
@@ -26,7 +27,6 @@ from .common import Result, RowBuilder, iter_records
 RATING_RANGES = {a: (0, 4) for a in HELPSTEER_ATTRIBUTES}
 _TEXT_FIELDS = {"justification", "feedback"}
 _PRINCIPLE_FIELDS = {"fulfilment", "fulfillment", "principle_label"}
-_YES_NO = {"yes": 1.0, "no": 0.0, "true": 1.0, "false": 0.0}
 _MIN_META = {"id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time", "drafts", "predictions", "meta"}
 
 
@@ -132,7 +132,7 @@ def _emit(b: RowBuilder, line: int, data: dict, annotator: str, fields: dict[str
             b.add("preferences", line, pair_id=str(data.get("pair_id") or f"label-studio:{task_key}"), prompt_id=pid,
                   response_a_id=a_id, response_b_id=b_id, annotator_id=annotator, strength=s, justification=justification, flags=[])
         elif name in _PRINCIPLE_FIELDS:
-            label = _YES_NO.get(choice.strip().lower())
+            label = YES_NO.get(choice.strip().lower())
             if label is None:
                 raise AnnotationError(f"result '{name}': expected Yes or No, got {choice!r}")
             if pair or not isinstance(data.get("principle"), str):

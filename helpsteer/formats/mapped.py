@@ -18,6 +18,7 @@ import polars as pl
 
 from ..errors import RecordError, UsageError
 from ..ids import context_key_expr, hash_series
+from ..labels import YES_NO
 from ..schema import CONTEXT, JSON, check_value
 from . import Ctx, Format
 from .common import Result, content_pair_id, responses_from, split_reasons, user_context, with_response_ids
@@ -35,7 +36,8 @@ OPEN = {"ratings": "attribute", "criteria": "criterion"}  # shapes whose other k
 _KIND = {"annotator": "key", "id": "key", "label": "key", "verdict": "key", "criterion": "key", "attribute": "key",
          "strength": "number", "score": "number", "context": "turns", "drafts": "drafts", "ranks": "ranks", "rankings": "rankings"}
 _LABELS = {1.0: -1.0, 2.0: 1.0, 0.0: 0.0}  # pairs label -> strength (negative = response A better)
-_YES = {"yes": 1.0, "y": 1.0, "true": 1.0, "1": 1.0, "pass": 1.0, "no": 0.0, "n": 0.0, "false": 0.0, "0": 0.0, "fail": 0.0}
+# the label rules' Yes/No values plus pass/fail, in this order (error messages list them)
+_YES = {**{k: v for k, v in YES_NO.items() if v}, "pass": 1.0, **{k: v for k, v in YES_NO.items() if not v}, "fail": 0.0}
 _ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "bot": "assistant", "model": "assistant",
           "chatgpt": "assistant", "system": "system"}
 _OPEN_PREFIX = "\x00open:"  # frame column of an attribute / criterion (cannot clash with a target name)
@@ -72,7 +74,7 @@ class Mapping:
         return _KIND.get(target, "text")
 
     def spec(self) -> dict:
-        """Raw field -> dtype for helpsteer/readers.py: strings and numbers typed, the rest JSON."""
+        """Raw field -> dtype for helpsteer/containers.py: strings and numbers typed, the rest JSON."""
         out: dict = {}
         for target in [*self.fields, *self.open]:
             kind = self.kind(target)

@@ -146,9 +146,7 @@ def _norm_rewardbench(df: pl.DataFrame, ctx: Ctx) -> Result:
 
     b = RowBuilder(ctx)
     for line, r in iter_records(df):
-        missing = [f for f in ("prompt", "chosen", "rejected") if r[f] is None]
-        if missing:
-            b.reject(line, f"field '{missing[0]}': missing or null")
+        if b.reject_missing(line, r, ("prompt", "chosen", "rejected")):
             continue
         if r["chosen"] == r["rejected"]:
             b.reject(line, "chosen is identical to rejected")
@@ -286,9 +284,7 @@ def _norm_judgebench(df: pl.DataFrame, ctx: Ctx) -> Result:
 
     b = RowBuilder(ctx)
     for line, r in iter_records(df):
-        missing = [f for f in ("question", "response_A", "response_B", "label") if r[f] is None]
-        if missing:
-            b.reject(line, f"field '{missing[0]}': missing or null")
+        if b.reject_missing(line, r, ("question", "response_A", "response_B", "label")):
             continue
         if r["label"] not in _LABELS:
             b.reject(line, f"field 'label': expected one of A>B, B>A, A=B, got {r['label']!r}")

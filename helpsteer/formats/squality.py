@@ -13,7 +13,7 @@ import logging
 import orjson
 import polars as pl
 
-from ..readers import BOM
+from ..containers import BOM
 from ..schema import JSON
 from . import Ctx, Format, register
 from .common import Result, RowBuilder, iter_records

@@ -1,4 +1,4 @@
-"""File readers: any supported container (.jsonl[.gz], .json array, .csv, .parquet, a
+"""Containers: any supported container (.jsonl[.gz], .json array, .csv, .parquet, a
 `datasets.save_to_disk` directory) -> typed chunks of raw records, each with its 1-based line.
 
 Structural problems (undecodable bytes, invalid JSON, wrong types, a truncated gzip) become
@@ -627,10 +627,6 @@ def typed_record(rec, spec: dict, coerce_strings: bool = False) -> dict:
     return out
 
 
-def polars_schema(spec: dict) -> dict:
-    return {n: (pl.Object if t is JSON else t) for n, t in spec.items()}
-
-
 def build_frame(rows: list[dict], spec: dict, lines: list[int], keys: list[int]) -> pl.DataFrame:
     cols = []
     for name, t in spec.items():
@@ -848,20 +844,19 @@ def _frame_chunks(frame: pl.DataFrame, spec: dict, state: SourceState, split: st
 
 
 def file_sha256(path: Path) -> str:
+    """sha256 of a file; of a folder, of each file's relative path and bytes, in sorted order."""
     import hashlib
 
-    h = hashlib.sha256()
-    if path.is_dir():
-        for p in sorted(path.rglob("*")):
-            if p.is_file():
-                h.update(str(p.relative_to(path)).encode())
-                with open(p, "rb") as f:
-                    for block in iter(lambda: f.read(1 << 20), b""):
-                        h.update(block)
-        return h.hexdigest()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
+    if not path.is_dir():
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    h = hashlib.sha256()  # one hash over the whole folder: file_digest cannot feed an existing hash
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(path)).encode())
+            with open(p, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
     return h.hexdigest()
 
 
