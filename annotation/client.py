@@ -120,7 +120,7 @@ def project_source(url: str, project_id: int) -> str:
     return urlunsplit((parts.scheme, netloc, f"{parts.path}/projects/{project_id}", "", ""))
 
 
-def pull(url: str, api_key: str, project_ref: str, workspace: Path, name: str, announce=None):
+def pull(url: str, api_key: str, project_ref: str, workspace: Path, name: str):
     """Export every task of the project and mirror it into dataset NAME (replaced atomically).
     The export goes through a temporary file, but the dataset records the project's URL, so two
     pulls of an unchanged project give byte-identical tables and quarantine."""
@@ -137,7 +137,7 @@ def pull(url: str, api_key: str, project_ref: str, workspace: Path, name: str, a
         path = tmp / f"label-studio-project-{project.id}.json"
         path.write_bytes(raw)
         shared = {"label_studio_users": users, "label_studio_config": project.label_config}
-        report = ingest([path], workspace, name, fmt="label-studio", mode="replace", shared=shared, announce=announce,
+        report = ingest([path], workspace, name, fmt="label-studio", mode="replace", shared=shared,
                         source_names={path: project_source(url, project.id)})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -173,7 +173,6 @@ def ingest(
     mode: str | None = None,
     drop_empty: bool = False,
     shared: dict | None = None,
-    announce=None,
     mapping: Mapping | None = None,
     source_names: dict[Path, str] | None = None,
     wait: bool = False,
@@ -188,20 +187,20 @@ def ingest(
     files = expand_paths(paths)
     if not files:
         raise UsageError("no input files given")
-    recognised, skipped_files = _recognise_all(files, fmt, mapping, strict=strict, announce=announce)  # before any write
+    recognised, skipped_files = _recognise_all(files, fmt, mapping, strict=strict)  # before any write
     with store.writing(workspace, name, wait=wait) as w:  # the lock: a second writer waits (--wait) or exits 2
         exists = w.base is not None
         if exists and mode is None:
             raise UsageError(f"dataset {name!r} already exists in {workspace}; pass --append to add sources or --replace to swap it")
         old_manifest = orjson.loads((w.base / "manifest.json").read_bytes()) if exists and mode == "append" else None
         report = _ingest_locked(recognised, skipped_files, w, workspace, name, strict=strict, drop_empty=drop_empty, shared=shared,
-                                announce=announce, mapping=mapping, old_manifest=old_manifest, source_names=source_names)
+                                mapping=mapping, old_manifest=old_manifest, source_names=source_names)
         w.commit()
     report.path = store.dataset_path(workspace, name)
     return report
 
 
-def _recognise_all(files, fmt: str, mapping: Mapping | None, *, strict: bool, announce) -> tuple[list[tuple[Path, Format]], list[tuple[str, str]]]:
+def _recognise_all(files, fmt: str, mapping: Mapping | None, *, strict: bool) -> tuple[list[tuple[Path, Format]], list[tuple[str, str]]]:
     """The reader of every file, and the folder files no reader takes (path, reason)."""
     recognised: list[tuple[Path, Format]] = []
     skipped_files: list[tuple[str, str]] = []
@@ -212,18 +211,16 @@ def _recognise_all(files, fmt: str, mapping: Mapping | None, *, strict: bool, an
             if strict:
                 raise UsageError(f"{f}: {why} (--strict: every file of a folder must be ingestable; nothing was written)") from None
             skipped_files.append((str(f), str(why)))
-            if announce:
-                announce(f"skipped {f}: {why}")
+            log.info(f"skipped {f}: {why}")
             continue
-        if announce:
-            how = " (--map)" if mapping is not None else " (auto-detected)" if fmt == "auto" else ""
-            announce(f"{f}: format {chosen.name}{how}")
+        how = " (--map)" if mapping is not None else " (auto-detected)" if fmt == "auto" else ""
+        log.info(f"{f}: format {chosen.name}{how}")
         recognised.append((f, chosen))
     return recognised, skipped_files
 
 
 def _ingest_locked(recognised, skipped_files, w: store.Writing, workspace: Path, name: str, *, strict: bool, drop_empty: bool, shared: dict | None,
-                   announce, mapping: Mapping | None, old_manifest: dict | None, source_names: dict | None) -> IngestReport:
+                   mapping: Mapping | None, old_manifest: dict | None, source_names: dict | None) -> IngestReport:
     known_sha = {s["sha256"] for s in (old_manifest or {}).get("sources", [])}
     plan: list[tuple[Path, Format, str]] = []
     before: dict[Path, tuple[int, int, str]] = {}  # size, mtime and sha256 before reading: compared after
@@ -233,8 +230,7 @@ def _ingest_locked(recognised, skipped_files, w: store.Writing, workspace: Path,
         sha = file_sha256(f)
         if sha in known_sha:
             skipped.append(str(f))
-            if announce:
-                announce(f"{f}: already in {name!r} (same sha256), skipped")
+            log.info(f"{f}: already in {name!r} (same sha256), skipped")
             continue
         before[f] = (st.st_size, st.st_mtime_ns, sha)
         plan.append((f, chosen, sha))
@@ -246,7 +242,7 @@ def _ingest_locked(recognised, skipped_files, w: store.Writing, workspace: Path,
             raise UsageError(f"{f} ({chosen.name}) cannot be ingested together with {clash[0]} ({clash[1].name}): {chosen.conflicts[clash[1].name]}")
     plan.sort(key=lambda x: x[1].order)  # e.g. LLMFAO pairs before their votes
     report = _run(plan, w.path, name, strict=strict, drop_empty=drop_empty, shared=shared or {}, workspace=workspace,
-                  old=old_manifest, announce=announce, mapping=mapping, skipped_files=skipped_files, source_names=source_names)
+                  old=old_manifest, mapping=mapping, skipped_files=skipped_files, source_names=source_names)
     report.skipped = skipped
     report.skipped_files = skipped_files
     store.fault_point("read")
@@ -273,7 +269,7 @@ def _check_unchanged(f: Path, size: int, mtime: int, sha: str) -> None:
         raise UsageError(f"{f}: changed while it was being read ({what}); nothing was written, ingest it again once it is complete")
 
 
-def _run(plan, staging: Path, name: str, *, strict: bool, drop_empty: bool, shared: dict, workspace: Path, old: dict | None, announce,
+def _run(plan, staging: Path, name: str, *, strict: bool, drop_empty: bool, shared: dict, workspace: Path, old: dict | None,
          mapping: Mapping | None = None, skipped_files: list | None = None, source_names: dict | None = None) -> IngestReport:
     sink = _TableSink(staging)
     seen_responses: set[str] = set()

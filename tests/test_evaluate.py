@@ -83,7 +83,7 @@ def test_strong_diverging_rate_is_na_when_votes_give_only_a_direction(tmp_path):
 def _rowwise_pairwise(res: dict, workspace: Path, name: str, reward: dict, detail: dict | None = None, log_var: dict | None = None,
               lengths: dict | None = None) -> None:
     from helpsteer import store
-    from helpsteer.export import pair_labels
+    from helpsteer.labels import pair_labels
     from rm_training.evaluate import (
         calibration,
         length_baselines,

@@ -52,7 +52,7 @@ def ingest(
         raise UsageError("--append and --replace are mutually exclusive")
     mapping = from_options(format, column_map, label_values, scale)  # checked before any file is read
     report = run(paths, workspace, name, fmt=format, strict=strict, mode="append" if append else "replace" if replace else None,
-                 drop_empty=drop_empty, announce=err, mapping=mapping, wait=wait)
+                 drop_empty=drop_empty, mapping=mapping, wait=wait)
     for s in report.sources:
         extra = (f", and {s.quarantined_parts} parts of ingested records (annotations)" if s.quarantined_parts else "") + (" (truncated file)" if s.truncated else "")
         err(f"{s.path}: {s.records} records, {s.ingested} ingested, {s.quarantined} quarantined{extra}")
