@@ -550,23 +550,36 @@ def _record_scales(ctx: Ctx, scales: dict[str, tuple[float, float]]) -> None:
     ctx.shared.setdefault("scales", {}).update({a: [lo, hi] for a, (lo, hi) in scales.items()})
 
 
-def _norm_ratings(df: pl.DataFrame, ctx: Ctx, m: Mapping) -> Result:
+def _checked(df: pl.DataFrame, m: Mapping) -> tuple[Result, pl.DataFrame]:
+    """The mapped records with the checks every response-level shape shares applied (rejects kept)."""
     res = Result()
     t = _prepare(df, m)
     t, bad = split_reasons(t, _base_checks(m, ("response",)))
     res.reject(bad["_line"], bad["reason"])
+    return res, t
+
+
+def _one_row_per_name(t: pl.DataFrame, m: Mapping, res: Result, key: str, value: str, source_key: str,
+                      long_extra: tuple = (), wide_extra: tuple = ()) -> pl.DataFrame:
+    """One row per (record, attribute or criterion): the long layout's `key`/`value` columns as they are
+    (a row with a value but no name is rejected), or the wide layout's open columns unpivoted. `_col`
+    is the source column, for the reasons."""
+    if m.long:
+        long = t.select("_line", pl.col(source_key).alias(key), value, *long_extra, pl.lit(m.column(value)).alias("_col"))
+        unnamed = long.filter(pl.col(key).is_null() & pl.col(value).is_not_null())
+        res.reject(unnamed["_line"], pl.Series([f"field '{m.column(source_key)}': missing or null"] * unnamed.height, dtype=pl.String))
+        return long.filter(~pl.col("_line").is_in(unnamed["_line"].implode()))
+    names = {_OPEN_PREFIX + a: a for a in m.open}
+    return t.select("_line", *names).unpivot(index="_line", variable_name=key, value_name=value).with_columns(
+        pl.col(key).replace_strict(names, return_dtype=pl.String),
+        pl.col(key).replace_strict({k: m.open[a] for k, a in names.items()}, return_dtype=pl.String).alias("_col"), *wide_extra)
+
+
+def _norm_ratings(df: pl.DataFrame, ctx: Ctx, m: Mapping) -> Result:
+    res, t = _checked(df, m)
     if t.height == 0:
         return res
-    if m.long:
-        long = t.select("_line", "attribute", "score", pl.lit(m.column("score")).alias("_col"))
-        bad_attr = long.filter(pl.col("attribute").is_null() & pl.col("score").is_not_null())
-        res.reject(bad_attr["_line"], pl.Series([f"field '{m.column('attribute')}': missing or null"] * bad_attr.height, dtype=pl.String))
-        long = long.filter(~pl.col("_line").is_in(bad_attr["_line"].implode()))
-    else:
-        names = {_OPEN_PREFIX + a: a for a in m.open}
-        long = t.select("_line", *names).unpivot(index="_line", variable_name="attribute", value_name="score").with_columns(
-            pl.col("attribute").replace_strict(names, return_dtype=pl.String),
-            pl.col("attribute").replace_strict({k: m.open[a] for k, a in names.items()}, return_dtype=pl.String).alias("_col"))
+    long = _one_row_per_name(t, m, res, "attribute", "score", "attribute")
     s = pl.col("score")
     # each attribute's --scale (lo, hi and its text for reasons); attributes without one are not range-checked
     scales = [(a, *sc, f"{sc[0]:g}-{sc[1]:g}") for a in long["attribute"].unique().drop_nulls().to_list() if (sc := _scale_of(m, a))]
@@ -670,22 +683,11 @@ def slug_expr(col: str) -> pl.Expr:
 
 
 def _norm_criteria(df: pl.DataFrame, ctx: Ctx, m: Mapping) -> Result:
-    res = Result()
-    t = _prepare(df, m)
-    t, bad = split_reasons(t, _base_checks(m, ("response",)))
-    res.reject(bad["_line"], bad["reason"])
+    res, t = _checked(df, m)
     if t.height == 0:
         return res
-    if m.long:
-        long = t.select("_line", pl.col("criterion").alias("principle"), pl.col("verdict"), _opt(t, "explanation"), pl.lit(m.column("verdict")).alias("_col"))
-        no_name = long.filter(pl.col("principle").is_null() & pl.col("verdict").is_not_null())
-        res.reject(no_name["_line"], pl.Series([f"field '{m.column('criterion')}': missing or null"] * no_name.height, dtype=pl.String))
-        long = long.filter(~pl.col("_line").is_in(no_name["_line"].implode()))
-    else:
-        names = {_OPEN_PREFIX + c: c for c in m.open}
-        long = t.select("_line", *names).unpivot(index="_line", variable_name="principle", value_name="verdict").with_columns(
-            pl.col("principle").replace_strict({k: m.open[c] for k, c in names.items()}, return_dtype=pl.String).alias("_col"),
-            pl.col("principle").replace_strict(names, return_dtype=pl.String), pl.lit(None, dtype=pl.String).alias("explanation"))
+    long = _one_row_per_name(t, m, res, "principle", "verdict", "criterion", long_extra=(_opt(t, "explanation"),),
+                             wide_extra=(pl.lit(None, dtype=pl.String).alias("explanation"),))
     yes = m.values or _YES
     long = long.with_columns(pl.col("verdict").str.to_lowercase().replace_strict({k.lower(): v for k, v in yes.items()}, default=None, return_dtype=pl.Float64).alias("fulfilment")
                              if m.values is None else pl.col("verdict").replace_strict(yes, default=None, return_dtype=pl.Float64).alias("fulfilment"))
