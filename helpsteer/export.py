@@ -13,9 +13,8 @@ from pathlib import Path
 
 import polars as pl
 
-from . import store
 from .errors import UsageError
-from .labels import pair_labels
+from .labels import oriented_pairs, pair_labels
 
 
 def render_context(context: list[dict]) -> str:
@@ -30,24 +29,11 @@ def build_pairs(workspace: Path, name: str, ties: str = "drop", split: str | Non
     pairs = pair_labels(workspace, name)
     if pairs.height == 0:
         raise UsageError(f"dataset {name!r} has no preference pairs to export")
-    resp = store.load_table(workspace, name, "responses", ["response_id", "context", "response", "split"])
-    by_id = {r["response_id"]: r for r in resp.iter_rows(named=True)}
-    out = []
-    for p in pairs.iter_rows(named=True):
-        s = p["strength"]
-        if s is None or (s == 0 and ties == "drop"):
-            continue
-        a, b = by_id.get(p["response_a_id"]), by_id.get(p["response_b_id"])
-        if a is None or b is None:
-            continue
-        chosen, rejected = (a, b) if s <= 0 else (b, a)
-        sp = a["split"]
-        if split is not None and sp != split:
-            continue
-        out.append({
-            "pair_id": p["pair_id"], "split": sp, "margin": abs(float(s)),
-            "context": chosen["context"], "chosen_text": chosen["response"], "rejected_text": rejected["response"],
-        })
+    df = oriented_pairs(workspace, name, pairs, split)
+    if ties == "drop":
+        df = df.filter(pl.col("strength") != 0)
+    out = df.select("pair_id", "split", pl.col("strength").abs().cast(pl.Float64).alias("margin"), pl.col("chosen_context").alias("context"),
+                    pl.col("chosen_response").alias("chosen_text"), pl.col("rejected_response").alias("rejected_text")).to_dicts()
     return out
 
 

@@ -54,6 +54,31 @@ def pair_labels(workspace: Path, name: str) -> pl.DataFrame:
     ).drop("agg", "vote_mean")
 
 
+def oriented_pairs(workspace: Path, name: str, labels: pl.DataFrame, split: str | None = None) -> pl.DataFrame:
+    """`labels` (pair_labels' rows) as chosen/rejected, in their order: the pairs that have a strength
+    and both responses, whose A response is in `split` when one is given. Adds a_chosen (strength <= 0,
+    A preferred; a tie keeps A as chosen), chosen_id, rejected_id, split (A's), and the chosen_/rejected_
+    context and response."""
+    resp = store.load_table(workspace, name, "responses", ["response_id", "context", "response", "split"])
+    side = {s: resp.rename(lambda c, s=s: f"{s}_{c}") for s in ("a", "b")}
+    df = (labels.with_row_index("_row")
+          .join(side["a"], left_on="response_a_id", right_on="a_response_id", how="inner")
+          .join(side["b"], left_on="response_b_id", right_on="b_response_id", how="inner")
+          .filter(pl.col("strength").is_not_null()))
+    if split is not None:
+        df = df.filter(pl.col("a_split") == split)
+    a_chosen = pl.col("strength") <= 0  # (negative strength: A preferred, HelpSteer2-Preference's sign)
+
+    def pick(a: str, b: str) -> pl.Expr:
+        return pl.when(a_chosen).then(pl.col(a)).otherwise(pl.col(b))
+
+    return df.sort("_row").drop("_row").with_columns(
+        a_chosen.alias("a_chosen"), pick("response_a_id", "response_b_id").alias("chosen_id"),
+        pick("response_b_id", "response_a_id").alias("rejected_id"), pl.col("a_split").alias("split"),
+        pick("a_context", "b_context").alias("chosen_context"), pick("a_response", "b_response").alias("chosen_response"),
+        pick("b_context", "a_context").alias("rejected_context"), pick("b_response", "a_response").alias("rejected_response"))
+
+
 def resolve(given: str | pl.Expr = "given", aggregated: str | pl.Expr = "aggregated") -> pl.Expr:
     """The precedence of the rule as one expression: the source's label, else the aggregate (the
     analysis label, or the vote mean where there is no analysis)."""

@@ -28,7 +28,7 @@ import polars as pl
 
 from helpsteer import store
 from helpsteer.errors import UsageError
-from helpsteer.labels import item_labels, pair_labels
+from helpsteer.labels import item_labels, oriented_pairs, pair_labels
 from helpsteer.schema import HELPSTEER_ATTRIBUTES
 
 from .tokenizer import render
@@ -89,7 +89,6 @@ def pair_frame(workspace: Path, name: str, split: str | None, ties: str = "drop"
     labels = pair_labels(workspace, name)
     if labels.height == 0:
         raise UsageError(f"dataset {name!r} has no preference pairs for a pairwise objective")
-    resp = store.load_table(workspace, name, "responses", ["response_id", "context", "response", "split"])
     styles = store.load_table(workspace, name, "preferences", ["pair_id", "style_a", "style_b"]).unique("pair_id", keep="first", maintain_order=True)
     soft = pl.DataFrame(schema={"pair_id": pl.String, "soft_label": pl.Float64})
     if soft_labels:
@@ -100,31 +99,23 @@ def pair_frame(workspace: Path, name: str, split: str | None, ties: str = "drop"
             soft = pl.DataFrame(list(vote_soft_labels(workspace, name).items()), schema={"pair_id": pl.String, "soft_label": pl.Float64}, orient="row")
             if soft.height == 0:
                 raise UsageError(f"soft labels need annotator votes, and {name!r} has none (only aggregated preferences)")
-    side = {s: resp.rename(lambda c, s=s: f"{s}_{c}") for s in ("a", "b")}
-    df = (labels.with_row_index("_row")
-          .join(side["a"], left_on="response_a_id", right_on="a_response_id", how="inner")
-          .join(side["b"], left_on="response_b_id", right_on="b_response_id", how="inner")
+    df = (oriented_pairs(workspace, name, labels, split).with_row_index("_row")
           .join(styles, on="pair_id", how="left")
           .join(soft.unique("pair_id", keep="last").with_columns(pl.lit(True).alias("_soft")), on="pair_id", how="left")
-          .with_columns(pl.col("_soft").fill_null(False))
-          .filter(pl.col("strength").is_not_null()))
-    if split is not None:
-        df = df.filter(pl.col("a_split") == split)
+          .with_columns(pl.col("_soft").fill_null(False)))
     if ties == "drop":  # a tie with a soft label stays: its label says how the votes split
         df = df.filter((pl.col("strength") != 0) | pl.col("_soft"))
-    a_better = pl.col("strength") <= 0  # (negative strength: A preferred, HelpSteer2-Preference's sign)
+    a_chosen = pl.col("a_chosen")
 
     def pick(a: str, b: str) -> pl.Expr:
-        return pl.when(a_better).then(pl.col(a)).otherwise(pl.col(b))
+        return pl.when(a_chosen).then(pl.col(a)).otherwise(pl.col(b))
 
     df = df.sort("_row").select(
-        "pair_id", pick("response_a_id", "response_b_id").alias("chosen_id"), pick("response_b_id", "response_a_id").alias("rejected_id"),
-        pl.col("strength").abs().cast(pl.Float64),
-        pl.when(pl.col("_soft")).then(pl.when(a_better).then(pl.col("soft_label")).otherwise(1 - pl.col("soft_label")))
+        "pair_id", "chosen_id", "rejected_id", pl.col("strength").abs().cast(pl.Float64),
+        pl.when(pl.col("_soft")).then(pl.when(a_chosen).then(pl.col("soft_label")).otherwise(1 - pl.col("soft_label")))
         .when(pl.col("strength") == 0).then(0.5).otherwise(1.0).cast(pl.Float64).alias("label"),
         "subset", pick("style_a", "style_b").alias("chosen_style"), pick("style_b", "style_a").alias("rejected_style"),
-        pick("a_context", "b_context").alias("chosen_context"), pick("a_response", "b_response").alias("chosen_response"),
-        pick("b_context", "a_context").alias("rejected_context"), pick("b_response", "a_response").alias("rejected_response"))
+        "chosen_context", "chosen_response", "rejected_context", "rejected_response")
     if df.height == 0:
         raise UsageError(f"dataset {name!r} has no usable pairs in split {split or 'all'} (ties dropped: --ties half keeps them)")
     return df
