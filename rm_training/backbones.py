@@ -17,16 +17,16 @@ _KIND = {"M": "mamba", "A": "attention", "F": "mlp", "E": "moe"}
 class Preset:
     pattern: str
     hidden: int
-    heads: int
-    kv_heads: int
+    heads: int  # attention query heads
+    kv_heads: int  # key/value heads (grouped-query attention when fewer than heads)
     head_dim: int
-    ffn: int
-    ssm_state: int
+    ffn: int  # MLP intermediate width
+    ssm_state: int  # Mamba2 state size per head (d_state)
     mamba_heads: int
     mamba_head_dim: int
-    groups: int
-    chunk: int = 64
-    experts: int = 0
+    groups: int  # Mamba2 B/C groups (n_groups)
+    chunk: int = 64  # Mamba2 chunked-scan length, tokens
+    experts: int = 0  # MoE experts in E layers (0: no MoE)
     experts_per_tok: int = 2
     expert_ffn: int = 0
     max_len: int = 2048

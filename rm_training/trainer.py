@@ -39,24 +39,23 @@ class PairCollator:
         return out
 
 
-class LabelCollator:
+class RatedCollator:
+    """One text and its float targets per example: the attribute ratings (regression, `targets`)."""
+
+    key = "targets"
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, features: list[dict]) -> dict:
+        ids, mask = pad_right([f["input_ids"] for f in features], self.pad_id)
+        return {"input_ids": ids, "attention_mask": mask, self.key: torch.tensor([f[self.key] for f in features], dtype=torch.float32)}
+
+
+class LabelCollator(RatedCollator):
     """One text and one binary label per example (principle models)."""
 
-    def __init__(self, pad_id: int):
-        self.pad_id = pad_id
-
-    def __call__(self, features: list[dict]) -> dict:
-        ids, mask = pad_right([f["input_ids"] for f in features], self.pad_id)
-        return {"input_ids": ids, "attention_mask": mask, "label": torch.tensor([f["label"] for f in features], dtype=torch.float32)}
-
-
-class RatedCollator:
-    def __init__(self, pad_id: int):
-        self.pad_id = pad_id
-
-    def __call__(self, features: list[dict]) -> dict:
-        ids, mask = pad_right([f["input_ids"] for f in features], self.pad_id)
-        return {"input_ids": ids, "attention_mask": mask, "targets": torch.tensor([f["targets"] for f in features], dtype=torch.float32)}
+    key = "label"
 
 
 class PackedCollator:
