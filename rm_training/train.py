@@ -271,16 +271,6 @@ def _check_packing(cfg: RewardConfig) -> None:
                          f"use --packing_row_tokens {cfg.max_length} or more")
 
 
-def resolve_run_dir(workspace: Path, name: str, objective: str, out: str | None) -> Path:
-    """--out, a bare name under WS/runs/, or WS/runs/<name>-<objective>[-2, -3, ...] (runs.run_path)."""
-    return runs.run_path(workspace, name, objective, out)
-
-
-def finished_run(run_dir: Path) -> bool:
-    """Whether a run was saved to the end (runs.finished)."""
-    return runs.finished(run_dir)
-
-
 def check_run_dir(run_dir: Path, out: str | None) -> None:
     """Before any work: the run directory is a directory (or can be made) and files can be written
     there. Probes with a temporary file or folder that is removed again, so a refused run leaves
@@ -661,7 +651,7 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
     # config, checked before any work
     workspace = Path(workspace)
     manifest = store.read_manifest(workspace, name)
-    run_dir = resolve_run_dir(workspace, name, objective, out)
+    run_dir = runs.run_path(workspace, name, objective, out)
     cfg = parse_config(objective, config_file, overrides or [], run_dir)
     split = choose_split(workspace, name, "train")
     eval_split = _eval_split(cfg, workspace, name)
@@ -678,7 +668,7 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
     trainer, stats = _setup_trainer(cfg, objective, tokenizer, data, run_dir)
 
     # train (resuming from the newest whole checkpoint of an unfinished run)
-    resume = complete_checkpoint(run_dir, warn=log.warning) if not finished_run(run_dir) else None
+    resume = complete_checkpoint(run_dir, warn=log.warning) if not runs.finished(run_dir) else None
     if resume:
         log.info(f"resuming from {resume}")
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
