@@ -122,17 +122,18 @@ def analysis_table(name: str, tbl: str) -> pl.DataFrame | None:
     return _table(str(p), _mtime(p), None) if p.exists() else None
 
 
-def _homes(sub: str, marker: str) -> list[Path]:
-    """Folders under WS/<sub>/ holding <marker> (WS/runs/*/config.json, WS/attacks/*/attack.json)."""
-    ws = workspace()
-    root = ws / sub if ws else None
-    if root is None or not root.exists():
-        return []
-    return sorted(p for p in root.iterdir() if (p / marker).exists())
+def _run_files():
+    """rm_training.runs, the run directory's owner (imported on first use: importing rm_training loads torch)."""
+    from rm_training import runs as run_files
+
+    return run_files
 
 
 def runs() -> list[Path]:
-    return _homes("runs", "config.json")
+    """The runs under WS/runs/ (rm_training.runs: folders holding a config.json)."""
+    run_files = _run_files()
+    ws = workspace()
+    return run_files.list_runs(ws) if ws else []
 
 
 def read_json(path: Path) -> dict | None:
@@ -142,47 +143,55 @@ def read_json(path: Path) -> dict | None:
         return None
 
 
+def run_config(run: Path) -> dict:
+    """A run's run_config.json ({"config": ..., "run": ...}), {} when missing or unreadable."""
+    run_files = _run_files()
+    return read_json(run / run_files.RUN_CONFIG) or {}
+
+
+def model_config(run: Path) -> dict:
+    """A run's Hugging Face config.json (objective, reward_attributes...), {} when missing or unreadable."""
+    run_files = _run_files()
+    return read_json(run / run_files.CONFIG) or {}
+
+
 @st.cache_data(show_spinner=False)
-def _metrics(path: str, stamp: float) -> pl.DataFrame:
-    rows = []
-    for line in Path(path).read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            continue
-    rows = [r for r in rows if "loss" in r or "mae" in r]
+def _metrics(run: str, stamp: float) -> pl.DataFrame:
+    run_files = _run_files()
+    rows = [r for r in run_files.read_metrics(Path(run)) if "loss" in r or "mae" in r]
     return pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()
 
 
 def metrics(run: Path) -> pl.DataFrame:
-    p = run / "metrics.jsonl"
-    return _metrics(str(p), _mtime(p)) if p.exists() else pl.DataFrame()
+    run_files = _run_files()
+    p = run_files.metrics_path(run)
+    return _metrics(str(run), _mtime(p)) if p.exists() else pl.DataFrame()
 
 
 def evaluations(run: Path) -> dict[str, Path]:
-    """A run's evaluations, one per dataset: {dataset: RUN/eval/<dataset>.json}; a run evaluated
-    before per-dataset files existed has only RUN/eval.json, listed under its own dataset name."""
-    out = {}
-    folder = run / "eval"
-    if folder.is_dir():
-        for p in sorted(folder.glob("*.json")):
-            ev = read_json(p) or {}
-            out[str(ev.get("dataset") or p.stem)] = p
-    latest = run / "eval.json"
-    if latest.exists() and not out:
-        ev = read_json(latest) or {}
-        out[str(ev.get("dataset") or "unknown dataset")] = latest
-    return out
+    """A run's evaluations, one per dataset (rm_training.runs.evaluations)."""
+    run_files = _run_files()
+    return run_files.evaluations(run)
 
 
 def eval_detail(path: Path, kind: str) -> pl.DataFrame | None:
     """The per-pair or per-response detail written beside an evaluation file (<stem>_<kind>.parquet)."""
-    p = path.with_name(f"{path.stem}_{kind}.parquet")
+    run_files = _run_files()
+    p = run_files.eval_detail_path(path, kind)
     return _table(str(p), _mtime(p), None) if p.exists() else None
 
 
 def attacks() -> list[Path]:
-    return _homes("attacks", "attack.json")
+    """The attacks under WS/attacks/ (folders holding an attack.json)."""
+    run_files = _run_files()
+    ws = workspace()
+    return run_files.list_attacks(ws) if ws else []
+
+
+def attack(path: Path) -> dict:
+    """An attack's attack.json, {} when missing or unreadable."""
+    run_files = _run_files()
+    return run_files.read_attack(path)
 
 
 @st.cache_resource(show_spinner="loading the model...")

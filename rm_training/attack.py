@@ -13,7 +13,6 @@ responses, and attacks the retrained model again on the held-out prompts.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ import polars as pl
 from helpsteer import store
 from helpsteer.errors import UsageError
 
+from . import runs
 from .scoring import Item, Scorer
 
 log = logging.getLogger(__name__)
@@ -209,16 +209,22 @@ def replay(sequences: list[list[str]], pairs: pl.DataFrame, times: int, seed: in
     return out
 
 
-def _train(workspace, name, out: Path, objective: str, base_overrides: list[str], extra=None, announce=None) -> Path:
+def _train(workspace, name, out: Path, objective: str, base_overrides: list[str], extra=None) -> Path:
     from .train import run_training
 
-    return run_training(workspace, name, objective, out=str(out), overrides=base_overrides, announce=announce or (lambda m: None), extra_pairs=extra)
+    # (the training's own lines stay quiet here, as before: the attack reports its rounds)
+    logger = logging.getLogger(run_training.__module__)
+    was = logger.disabled
+    logger.disabled = True
+    try:
+        return run_training(workspace, name, objective, out=str(out), overrides=base_overrides, extra_pairs=extra)
+    finally:
+        logger.disabled = was
 
 
 def _run_overrides(run: Path) -> list[str]:
     """The target run's own training fields (backbone, lengths, epochs...), to train the ensemble alike."""
-    rc = run / "run_config.json"
-    cfg = json.loads(rc.read_text()).get("config", {}) if rc.exists() else {}
+    cfg = runs.training_config(run)
     keys = ["backbone", "max_length", "num_train_epochs", "learning_rate", "per_device_train_batch_size", "bt_variant", "ties", "vocab_size",
             # how a pretrained target was trained: the ensemble and the retraining train alike (a LoRA or bf16 target's
             # ensemble would otherwise be full fp32 fine-tunes)
@@ -241,13 +247,13 @@ def _retrain_lr(cfg: AttackConfig, target: Path) -> float:
     return 2e-4
 
 
-def run_attack(model: Path, workspace: Path, name: str, out: Path | None = None, cfg: AttackConfig | None = None, announce=print) -> dict:
+def run_attack(model: Path, workspace: Path, name: str, out: Path | None = None, cfg: AttackConfig | None = None) -> dict:
     from .data import choose_split
 
     cfg = cfg or AttackConfig()
     model, workspace = Path(model), Path(workspace)
-    if not (model / "config.json").exists():
-        raise UsageError(f"--model {model}: not a run directory (no config.json); train one with `helpsteer train`")
+    if not runs.is_run(model):
+        raise UsageError(runs.not_a_run(model, "--model"))
     from .devices import placement
 
     dev, dt = placement(cfg.device, cfg.dtype)
@@ -259,7 +265,7 @@ def run_attack(model: Path, workspace: Path, name: str, out: Path | None = None,
     target = scorer(model)
     if target.objective not in ("bt", "regression", "meanvar"):
         raise UsageError(f"attack needs a reward model with a scalar reward (bt, regression, meanvar), got a {target.objective!r} model")
-    out = Path(out) if out else _free(workspace / "attacks" / name)
+    out = runs.attack_path(workspace, name, out)
     out.mkdir(parents=True, exist_ok=True)
     eval_split = choose_split(workspace, name, "eval")
     train_split = choose_split(workspace, name, "train")
@@ -276,8 +282,8 @@ def run_attack(model: Path, workspace: Path, name: str, out: Path | None = None,
     ens_paths = [Path(p) for p in cfg.ensemble]
     for k in range(len(ens_paths), cfg.ensemble_size):
         p = out / f"ensemble-{k}"
-        if not (p / "model.safetensors").exists():
-            announce(f"training ensemble member {k} (seed {cfg.seed + 101 + k})")
+        if not (p / runs.WEIGHTS).exists():
+            log.info(f"training ensemble member {k} (seed {cfg.seed + 101 + k})")
             _train(workspace, name, p, "bt", base + ["--seed", str(cfg.seed + 101 + k), "--save_strategy", "no"])
         ens_paths.append(p)
     ensemble = [scorer(p) for p in ens_paths]
@@ -297,7 +303,7 @@ def run_attack(model: Path, workspace: Path, name: str, out: Path | None = None,
             # few successful attacks among thousands of clean pairs would barely move the model:
             # repeat them up to a quarter of the training pairs (Adv-RM mixes them in substantially)
             reps = max(1, round(cfg.adversarial_share * max(train_pairs.height, 1) / max(len(adv_pairs), 1)))
-            announce(f"round {rnd}: retraining with {len(adv_pairs)} adversarial pairs (x{reps})")
+            log.info(f"round {rnd}: retraining with {len(adv_pairs)} adversarial pairs (x{reps})")
             path = out / f"round-{rnd}"
             _train(workspace, name, path, "bt", base + ["--init_from", str(current_path), "--num_train_epochs", str(cfg.retrain_epochs),
                                                         "--learning_rate", str(_retrain_lr(cfg, model)),
@@ -311,14 +317,6 @@ def run_attack(model: Path, workspace: Path, name: str, out: Path | None = None,
                                  "n_prompts": len(found), "n_successful": int(sum(f["success"] for f in found)),
                                  "n_adversarial_pairs": len(adv_pairs)})
         result["examples"] += [{"round": rnd, **f} for f in found if f["success"]][:50]
-        announce(f"round {rnd}: attack success rate {rate:.3f}, clean accuracy {acc:.3f} ({len(found)} prompts)")
-        store.write_json(out / "attack.json", result)
+        log.info(f"round {rnd}: attack success rate {rate:.3f}, clean accuracy {acc:.3f} ({len(found)} prompts)")
+        runs.write_attack(out, result)
     return result
-
-
-def _free(base: Path) -> Path:
-    k, cand = 1, base
-    while (cand / "attack.json").exists():
-        k += 1
-        cand = Path(f"{base}-{k}")
-    return cand

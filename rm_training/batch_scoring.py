@@ -6,7 +6,6 @@ one row per prompt: the top-reward response of the prompt's N and how spread its
 
 from __future__ import annotations
 
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -21,7 +20,7 @@ from .scoring import Item, Scorer
 
 
 def score_file(run: Path, data: Path, out: Path, fmt: str = "auto", level: str = "auto", batch_size: int = 32,
-               progress: bool | None = None, announce=None, device: str = "auto", dtype: str = "auto") -> dict:
+               progress: bool | None = None, device: str = "auto", dtype: str = "auto") -> dict:
     """Under torchrun each rank scores every world-th response (devices.Shards) and rank 0 writes
     the file; every rank returns the same summary."""
     from helpsteer.ingest import ingest
@@ -41,8 +40,8 @@ def score_file(run: Path, data: Path, out: Path, fmt: str = "auto", level: str =
         raise UsageError(str(exc)) from None
     shards = Shards()
     progress = sys.stderr.isatty() if progress is None else progress
-    tmp = Path(tempfile.mkdtemp(prefix="helpsteer-score-"))
-    try:
+    with tempfile.TemporaryDirectory(prefix="helpsteer-score-", ignore_cleanup_errors=True) as tmp:
+        tmp = Path(tmp)
         ingest([Path(data)], tmp, "score", fmt=fmt)
         resp = store.load_table(tmp, "score", "responses", ["response_id", "prompt_id", "context", "prompt", "response", "split"])
         labels = None
@@ -89,8 +88,6 @@ def score_file(run: Path, data: Path, out: Path, fmt: str = "auto", level: str =
         if shards.main:
             out.parent.mkdir(parents=True, exist_ok=True)
             store.write_parquet(table, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     shards.close()
     summary = {"rows": table.height, "level": level if level == "best-of-n" else "responses" if labels is None else "pairs", "truncated": int(sum(truncated)), "out": str(out)}
     if labels is not None and table.height:

@@ -9,7 +9,6 @@ the dataset has an analysis. Written to RUN/eval.json."""
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,6 +19,8 @@ import polars as pl
 from helpsteer import store
 from helpsteer.containers import file_sha256
 from helpsteer.errors import UsageError
+
+from . import runs
 
 # RewardBench v1 sections (allenai/reward-bench constants); Reasoning counts math-prm as 984
 # examples so that it weighs as much as the six hep-* code subsets together.
@@ -181,8 +182,8 @@ def evaluate(run: Path, workspace: Path | None = None, name: str | None = None, 
     from .tokenizer import render
 
     run = Path(run)
-    if not (run / "config.json").exists():
-        raise UsageError(f"{run} is not a run directory (no config.json); train one with `helpsteer train`")
+    if not runs.is_run(run):
+        raise UsageError(runs.not_a_run(run))
     dev, dt = placement(device, dtype)
     shards = Shards()
     sc = Scorer(run, device=dev, dtype=dt, batch_size=batch_size)
@@ -228,9 +229,9 @@ def evaluate(run: Path, workspace: Path | None = None, name: str | None = None, 
         targets = [Path(out)]
     else:
         # one evaluation per dataset (RUN/eval/<dataset>.json), and RUN/eval.json = the latest, naming its file
-        per = run / "eval" / f"{res['dataset']}.json"
+        per, latest = runs.eval_targets(run, res["dataset"])
         res["evaluation_file"] = str(per.relative_to(run))
-        targets = [per, run / "eval.json"]
+        targets = [per, latest]
     res["device"], res["dtype"], res["processes"] = str(dev), str(dt).removeprefix("torch."), shards.size
     for t in targets if shards.main else []:
         t.parent.mkdir(parents=True, exist_ok=True)
@@ -375,8 +376,7 @@ def _principles(res: dict, run: Path, sc, shards, workspace: Path, name: str, sp
 
     from .principles import load_principled
 
-    rc = run / "run_config.json"
-    cfg = (json.loads(rc.read_text()) if rc.exists() else {}).get("config", {})
+    cfg = runs.training_config(run)
     thresholds = dict(zip(HELPSTEER_ATTRIBUTES, cfg.get("principle_thresholds") or [3.0, 3.0, 3.0, 2.0, 3.0]))
     pr = load_principled(workspace, name, sc.tokenizer, split, purpose="eval", heldout_phrasings=int(cfg.get("heldout_phrasings", 1)), thresholds=thresholds)
     if not len(pr):

@@ -43,9 +43,10 @@ def reward_function(run_or_url: str | Path, api_key: str | None = None, device: 
             return client.rewards([{"messages": c, "response": r} for c, r in conversations])
     else:
         from .devices import placement
+        from .runs import is_run
         from .scoring import Item, Scorer
 
-        if not (Path(target) / "config.json").exists():
+        if not is_run(target):
             raise UsageError(f"{target}: not a run directory (no config.json) nor an http(s):// URL of `helpsteer serve`")
         dev, dt = placement(device, dtype)
         sc = Scorer(target, device=dev, dtype=dt, batch_size=batch_size)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import runs
 from .data import truncate_left
 from .modeling import short_ssd_chunks
 
@@ -194,8 +195,8 @@ class Scorer:
         from .tokenizer import CHAT_TEMPLATE
 
         self.run = Path(run)
-        if not (self.run / "config.json").exists():
-            raise FileNotFoundError(f"{self.run} is not a run directory (no config.json); train one with `helpsteer train`")
+        if not runs.is_run(self.run):
+            raise FileNotFoundError(runs.not_a_run(self.run))
         self.model, self.tokenizer = load_run(self.run, device, dtype)
         if not getattr(self.tokenizer, "chat_template", None):
             self.tokenizer.chat_template = CHAT_TEMPLATE

@@ -12,7 +12,7 @@ import logging
 import os
 import platform
 import subprocess
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +20,10 @@ import numpy as np
 from helpsteer import store
 from helpsteer.errors import UsageError
 
+from . import runs
 from .config import CONFIGS, RewardConfig
 from .modeling import HEAD_NAMES
+from .runs import safetensors_damage as _safetensors_damage
 
 log = logging.getLogger(__name__)
 
@@ -267,28 +269,6 @@ def _check_packing(cfg: RewardConfig) -> None:
                          f"use --packing_row_tokens {cfg.max_length} or more")
 
 
-def resolve_run_dir(workspace: Path, name: str, objective: str, out: str | None) -> Path:
-    """--out, a bare name under WS/runs/, or WS/runs/<name>-<objective>[-2, -3, ...]. An unfinished
-    run (checkpoints, no complete model) at the default path is resumed rather than shadowed."""
-    runs = Path(workspace) / "runs"
-    if out:
-        p = Path(out)
-        return p if (p.is_absolute() or len(p.parts) > 1) else runs / p
-    base = runs / f"{name}-{objective}"
-    k = 1
-    while True:
-        cand = base if k == 1 else Path(f"{base}-{k}")
-        if not cand.exists() or not finished_run(cand):
-            return cand
-        k += 1
-
-
-def finished_run(run_dir: Path) -> bool:
-    """Whether a run was saved to the end: its weights are whole and its records (run_config.json,
-    written after them) are there. A process killed while saving the final model leaves neither."""
-    return (run_dir / "run_config.json").is_file() and _safetensors_damage(run_dir / "model.safetensors") is None
-
-
 def check_run_dir(run_dir: Path, out: str | None) -> None:
     """Before any work: the run directory is a directory (or can be made) and files can be written
     there. Probes with a temporary file or folder that is removed again, so a refused run leaves
@@ -308,34 +288,10 @@ def check_run_dir(run_dir: Path, out: str | None) -> None:
             os.close(fd)
             os.unlink(probe)
         else:
-            os.rmdir(tempfile.mkdtemp(prefix=".write-probe-", dir=existing))
+            with tempfile.TemporaryDirectory(prefix=".write-probe-", dir=existing):
+                pass
     except OSError as e:
         raise UsageError(f"{run_dir}: not writable ({e.strerror or e}); give --out a writable directory") from None
-
-
-def _safetensors_damage(path: Path) -> str | None:
-    """Why a .safetensors file cannot be loaded (missing, header cut or unparsable, data shorter
-    than the header says), None when it is whole. Reads the header only."""
-    import struct
-
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            head = f.read(8)
-            if len(head) < 8:
-                return f"{path.name} is cut short ({size} bytes)"
-            (n,) = struct.unpack("<Q", head)
-            if 8 + n > size:
-                return f"{path.name} is cut short (header of {n} bytes, file of {size})"
-            header = json.loads(f.read(n))
-    except FileNotFoundError:
-        return f"no {path.name}"
-    except (OSError, ValueError) as e:
-        return f"{path.name} has no readable header ({e})"
-    ends = [t["data_offsets"][1] for k, t in header.items() if k != "__metadata__" and isinstance(t, dict) and "data_offsets" in t]
-    if 8 + n + max(ends, default=0) > size:
-        return f"{path.name} is cut short ({size} of {8 + n + max(ends)} bytes)"
-    return None
 
 
 def _torch_file_damage(path: Path) -> str | None:
@@ -420,17 +376,13 @@ def _texts_for_tokenizer(workspace: Path, name: str) -> list[str]:
 def save_tokenizer(tokenizer, run_dir: Path) -> None:
     """save_pretrained into a temporary folder, then each file renamed into the run: another rank
     (torchrun) checking for RUN/tokenizer.json never reads half a file."""
-    import shutil
     import tempfile
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-tokenizer-", dir=run_dir))
-    try:
+    with tempfile.TemporaryDirectory(prefix=".tmp-tokenizer-", dir=run_dir, ignore_cleanup_errors=True) as tmp:
         tokenizer.save_pretrained(tmp)
-        for f in sorted(tmp.iterdir(), key=lambda p: p.name == "tokenizer.json"):  # tokenizer.json last: its presence means complete
+        for f in sorted(Path(tmp).iterdir(), key=lambda p: p.name == runs.TOKENIZER):  # tokenizer.json last: its presence means complete
             os.replace(f, run_dir / f.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _git_commit() -> str | None:
@@ -443,7 +395,7 @@ def _git_commit() -> str | None:
 def build_tokenizer(cfg: RewardConfig, workspace: Path, name: str, run_dir: Path):
     from .tokenizer import load_tokenizer, train_bpe
 
-    if (run_dir / "tokenizer.json").exists():  # resuming: the run's own tokenizer
+    if (run_dir / runs.TOKENIZER).exists():  # resuming: the run's own tokenizer
         return load_tokenizer(run_dir)
     if cfg.init_from:
         return load_tokenizer(cfg.init_from)
@@ -687,39 +639,91 @@ def _from_run(cfg: RewardConfig, num_labels: int):
 
 
 def run_training(workspace: Path, name: str, objective: str, out: str | None = None, config_file: Path | None = None,
-                 overrides: list[str] | None = None, announce=print, extra_pairs: list[tuple[list[dict], str, str]] | None = None) -> Path:
-    """extra_pairs: (context, chosen response, rejected response) added to a pairwise objective's
+                 overrides: list[str] | None = None, extra_pairs: list[tuple[list[dict], str, str]] | None = None) -> Path:
+    """The recipe: parse and check the config, set up tokenizer -> data -> model and trainer, train,
+    save. extra_pairs: (context, chosen response, rejected response) added to a pairwise objective's
     training pairs with label 1 (adversarial training: good response vs its successful attack)."""
-    import datasets
-    import torch
+    from .data import choose_split
 
-    from .data import cache_dir, choose_split, examples, tokenize
-    from .trainer import LabelCollator, MetricsFile, PackedCollator, PairCollator, RatedCollator, RewardTrainer
-
-    import sys
-
-    import transformers
-
-    if not sys.stderr.isatty():  # transformers' loading/saving bars too stay quiet in pipes
-        transformers.utils.logging.disable_progress_bar()
-        datasets.disable_progress_bars()
+    _quiet_bars_in_pipes()
+    # config, checked before any work
     workspace = Path(workspace)
     manifest = store.read_manifest(workspace, name)
-    run_dir = resolve_run_dir(workspace, name, objective, out)
+    run_dir = runs.run_path(workspace, name, objective, out)
     cfg = parse_config(objective, config_file, overrides or [], run_dir)
     split = choose_split(workspace, name, "train")
     eval_split = _eval_split(cfg, workspace, name)
     check_run_dir(run_dir, out)
     run_dir.mkdir(parents=True, exist_ok=True)
-    main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes files
-    tokenizer = build_tokenizer(cfg, workspace, name, run_dir)  # deterministic: every rank gets the same one
-    if main_process:
-        save_tokenizer(tokenizer, run_dir)
 
-    if objective != "principle":  # rendered and tokenized on disk (data.tokenized), memory-mapped
+    # tokenizer -> data -> model and trainer
+    tokenizer = build_tokenizer(cfg, workspace, name, run_dir)  # deterministic: every rank gets the same one
+    if _main_process():
+        save_tokenizer(tokenizer, run_dir)
+    data = _setup_data(cfg, workspace, name, objective, tokenizer, run_dir, split, eval_split, extra_pairs)
+    log.info(f"{objective}: {data.n_examples} training examples from {name!r} (split {split or 'all'}), "
+             f"{data.truncated} texts truncated to {cfg.max_length} tokens")
+    trainer, stats = _setup_trainer(cfg, objective, tokenizer, data, run_dir)
+
+    # train (resuming from the newest whole checkpoint of an unfinished run)
+    resume = complete_checkpoint(run_dir, warn=log.warning) if not runs.finished(run_dir) else None
+    if resume:
+        log.info(f"resuming from {resume}")
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+
+    # save
+    rewards = _final_rewards(trainer, cfg, stats, data, tokenizer)
+    state = full_state_dict(trainer)  # (every rank takes part in gathering sharded weights)
+    if trainer.is_world_process_zero():
+        _save_run(trainer, tokenizer, cfg, run_dir, SavedRun(objective, data.attributes, data.weights, rewards, manifest, name,
+                                                             data.n_examples, data.truncated, split, state))
+        log.info(f"run written to {run_dir}")
+    _end_distributed(trainer)
+    return run_dir
+
+
+def _quiet_bars_in_pipes() -> None:
+    import sys
+
+    import datasets
+    import transformers
+
+    if not sys.stderr.isatty():  # transformers' loading/saving bars too stay quiet in pipes
+        transformers.utils.logging.disable_progress_bar()
+        datasets.disable_progress_bars()
+
+
+def _main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes files
+
+
+@dataclass
+class TrainingData:
+    """What the objective trains on, and the reward columns its model will output."""
+
+    train_dataset: object
+    eval_dataset: object | None
+    n_examples: int
+    truncated: int
+    num_labels: int
+    collator: object
+    attributes: list[str]
+    weights: list[float]
+
+
+def _setup_data(cfg: RewardConfig, workspace: Path, name: str, objective: str, tokenizer, run_dir: Path, split, eval_split,
+                extra_pairs) -> TrainingData:
+    """The training (and eval) datasets of the objective, its collator and its reward columns."""
+    from .data import cache_dir, examples
+    from .trainer import LabelCollator, PackedCollator, PairCollator, RatedCollator
+
+    if objective == "principle":
+        train_dataset, eval_dataset, truncated = _principle_data(cfg, workspace, name, tokenizer, split, eval_split)
+        n_examples = len(train_dataset)
+    else:  # rendered and tokenized on disk (data.tokenized), memory-mapped
         cache = cache_dir(workspace, run_dir)
         ex = examples(workspace, name, tokenizer, split, cfg, cache, extra_pairs=extra_pairs)
-        announce(f"{'reused' if ex.reused else 'wrote'} tokenized examples {ex.path}")
+        log.info(f"{'reused' if ex.reused else 'wrote'} tokenized examples {ex.path}")
         train_dataset, n_examples, truncated = ex.dataset, len(ex.dataset), ex.truncated
         eval_dataset = examples(workspace, name, tokenizer, eval_split, cfg, cache).dataset if eval_split else None
     if objective in ("bt", "meanvar"):
@@ -728,51 +732,70 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
         if objective == "meanvar":
             num_labels, attributes, weights = 2, ["mean", "log_var"], [1.0, 0.0]
     elif objective == "principle":
-        from helpsteer.schema import HELPSTEER_ATTRIBUTES
-
-        from .principles import load_principled
-
-        def principled(split_, purpose):
-            # (in memory: load_principled renders its texts as it samples the principles)
-            pr = load_principled(workspace, name, tokenizer, split_, purpose=purpose, heldout_phrasings=cfg.heldout_phrasings,
-                                 thresholds=dict(zip(HELPSTEER_ATTRIBUTES, cfg.principle_thresholds)), per_response=cfg.principles_per_response,
-                                 principles_file=cfg.principles_file, seed=cfg.seed, augment=cfg.principle_augment)
-            if not len(pr):
-                raise UsageError(f"dataset {name!r} has no principle data in split {split_ or 'all'}: it needs principle rows (helpsteer3-principle), "
-                                 "feedback texts, attribute ratings, or --principles_file")
-            ids, cut = tokenize(tokenizer, pr.text, cfg.max_length)
-            return datasets.Dataset.from_dict({"input_ids": ids, "label": pr.label, "length": [len(x) for x in ids]}), cut
-
-        train_dataset, truncated = principled(split, "train")
-        eval_dataset = principled(eval_split, "eval")[0] if eval_split else None
-        n_examples, num_labels, collator = len(train_dataset), 1, LabelCollator(tokenizer.pad_token_id)
+        num_labels, collator = 1, LabelCollator(tokenizer.pad_token_id)
         attributes, weights = ["yes"], [1.0]
     else:
         num_labels, collator = len(cfg.attributes), RatedCollator(tokenizer.pad_token_id)
         attributes, weights = list(cfg.attributes), list(cfg.reward_weights)
-    announce(f"{objective}: {n_examples} training examples from {name!r} (split {split or 'all'}), {truncated} texts truncated to {cfg.max_length} tokens")
-
     if cfg.packing:  # padding-free batches (checked against the backbone in _check_packing)
         collator = PackedCollator(collator, None if cfg.attn_implementation == "flash_attention_2" else cfg.packing_row_tokens or cfg.max_length)
-    model = build_model(cfg, tokenizer, num_labels)
+    return TrainingData(train_dataset, eval_dataset, n_examples, truncated, num_labels, collator, attributes, weights)
+
+
+def _principle_data(cfg: RewardConfig, workspace: Path, name: str, tokenizer, split, eval_split):
+    """(train dataset, eval dataset or None, texts truncated) of principle rows: (principle, response) -> yes/no."""
+    import datasets
+
+    from helpsteer.schema import HELPSTEER_ATTRIBUTES
+
+    from .data import tokenize
+    from .principles import load_principled
+
+    def principled(split_, purpose):
+        # (in memory: load_principled renders its texts as it samples the principles)
+        pr = load_principled(workspace, name, tokenizer, split_, purpose=purpose, heldout_phrasings=cfg.heldout_phrasings,
+                             thresholds=dict(zip(HELPSTEER_ATTRIBUTES, cfg.principle_thresholds)), per_response=cfg.principles_per_response,
+                             principles_file=cfg.principles_file, seed=cfg.seed, augment=cfg.principle_augment)
+        if not len(pr):
+            raise UsageError(f"dataset {name!r} has no principle data in split {split_ or 'all'}: it needs principle rows (helpsteer3-principle), "
+                             "feedback texts, attribute ratings, or --principles_file")
+        ids, cut = tokenize(tokenizer, pr.text, cfg.max_length)
+        return datasets.Dataset.from_dict({"input_ids": ids, "label": pr.label, "length": [len(x) for x in ids]}), cut
+
+    train_dataset, truncated = principled(split, "train")
+    eval_dataset = principled(eval_split, "eval")[0] if eval_split else None
+    return train_dataset, eval_dataset, truncated
+
+
+def _setup_trainer(cfg: RewardConfig, objective: str, tokenizer, data: TrainingData, run_dir: Path):
+    """The model and its RewardTrainer, and for a standardized regression the targets' (mean, std)
+    the head is trained on (None otherwise)."""
+    import torch
+
+    from .trainer import MetricsFile, RewardTrainer
+
+    model = build_model(cfg, tokenizer, data.num_labels)
     if cfg.use_cpu or not torch.cuda.is_available():
         from .modeling import short_ssd_chunks
 
         short_ssd_chunks(model)
-    trainer = RewardTrainer(model=model, args=cfg, train_dataset=train_dataset, eval_dataset=eval_dataset, data_collator=collator,
-                            callbacks=[MetricsFile(run_dir / "metrics.jsonl")], reward_args=cfg)
+    trainer = RewardTrainer(model=model, args=cfg, train_dataset=data.train_dataset, eval_dataset=data.eval_dataset, data_collator=data.collator,
+                            callbacks=[MetricsFile(runs.metrics_path(run_dir))], reward_args=cfg)
     if trainer.args.world_size > 1 or trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:
         # every rank says where it stands: rank and world size as the launcher set them, the engine
-        announce(f"rank {trainer.args.process_index} of {trainer.args.world_size}: {engine_name(trainer)}")
+        log.info(f"rank {trainer.args.process_index} of {trainer.args.world_size}: {engine_name(trainer)}")
     stats = None
     if objective == "regression" and getattr(cfg, "standardize_targets", False) and _linear_head(model) is not None:
-        t = np.array(train_dataset["targets"][:], dtype=float)
+        t = np.array(data.train_dataset["targets"][:], dtype=float)
         stats = (np.nanmean(t, axis=0), np.maximum(np.nanstd(t, axis=0), 1e-3))
         trainer.target_stats = tuple(torch.tensor(x, dtype=torch.float32) for x in stats)
-    resume = complete_checkpoint(run_dir, warn=announce) if not finished_run(run_dir) else None
-    if resume:
-        announce(f"resuming from {resume}")
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    return trainer, stats
+
+
+def _final_rewards(trainer, cfg: RewardConfig, stats, data: TrainingData, tokenizer) -> np.ndarray:
+    """Fold a standardized regression's z-scoring into the head, then the final model's rewards on
+    training texts (for the reward normalisation statistics)."""
+    import torch
 
     if stats is not None:
         # fold the z-scoring into the head: logits = std * (W h + b) + mean, on the rating scale
@@ -790,6 +813,7 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
     if len(logits) < 64:  # (a resumed run with nothing left to train) score a sample instead
         from .scoring import score_token_ids
 
+        train_dataset = data.train_dataset
         cols = ["chosen_ids", "rejected_ids"] if "chosen_ids" in train_dataset.column_names else ["input_ids"]
         n = len(train_dataset)
         pick = np.random.default_rng(cfg.seed).choice(len(cols) * n, min(512, len(cols) * n), replace=False)  # rows of the chosen, then the rejected texts
@@ -797,13 +821,7 @@ def run_training(workspace: Path, name: str, objective: str, out: str | None = N
         logits = score_token_ids(trainer.model, texts_ids, tokenizer.pad_token_id, batch_size=cfg.per_device_eval_batch_size)
     elif stats is not None:  # recorded on the z-score scale of the targets
         logits = logits * stats[1] + stats[0]
-    rewards = logits @ np.array(weights)
-    state = full_state_dict(trainer)  # (every rank takes part in gathering sharded weights)
-    if trainer.is_world_process_zero():
-        _save_run(trainer, tokenizer, cfg, run_dir, objective, attributes, weights, rewards, manifest, name, n_examples, truncated, split, state)
-        announce(f"run written to {run_dir}")
-    _end_distributed(trainer)
-    return run_dir
+    return logits @ np.array(data.weights)
 
 
 def engine_name(trainer) -> str:
@@ -881,9 +899,26 @@ def _end_distributed(trainer) -> None:
     dist.destroy_process_group()
 
 
-def _save_run(trainer, tokenizer, cfg: RewardConfig, run_dir: Path, objective: str, attributes: list, weights: list, rewards: np.ndarray,
-              manifest: dict, name: str, n_examples: int, truncated: int, split, state_dict: dict | None = None) -> None:
-    """state_dict: the whole weights when the engine shards the model's own (full_state_dict)."""
+@dataclass
+class SavedRun:
+    """What a finished run writes beside its weights: the reward columns (config.json) and the
+    records of how it was trained (run_config.json, the model card)."""
+
+    objective: str
+    attributes: list[str]  # names of the output columns
+    weights: list[float]  # scalar reward = logits @ weights
+    rewards: np.ndarray  # the final model's rewards on training texts: the normalisation statistics
+    manifest: dict  # the dataset's manifest (its sources' paths, sha256s and record counts)
+    dataset: str
+    n_examples: int
+    truncated: int
+    split: str | None
+    state_dict: dict | None = None  # the whole weights when the engine shards the model's own (full_state_dict)
+
+
+def _save_run(trainer, tokenizer, cfg: RewardConfig, run_dir: Path, saved: SavedRun) -> None:
+    """The final model as the run's checkpoint (merged when LoRA), its tokenizer and records."""
+    objective, attributes, weights, rewards = saved.objective, saved.attributes, saved.weights, saved.rewards
     final = trainer.model
     if cfg.use_lora:
         # the adapter (with the fully trained head in it) for peft users, then the merged weights
@@ -901,9 +936,9 @@ def _save_run(trainer, tokenizer, cfg: RewardConfig, run_dir: Path, objective: s
         final.config.default_principle = cfg.default_principle
     final.config.id2label = {i: a for i, a in enumerate(attributes)}
     final.config.label2id = {a: i for i, a in enumerate(attributes)}
-    final.save_pretrained(run_dir, safe_serialization=True, state_dict=state_dict)
+    final.save_pretrained(run_dir, safe_serialization=True, state_dict=saved.state_dict)
     save_tokenizer(tokenizer, run_dir)
-    _write_records(run_dir, cfg, manifest, name, n_examples, truncated, split)
+    _write_records(run_dir, cfg, saved.manifest, saved.dataset, saved.n_examples, saved.truncated, saved.split)
 
 
 REMOTE_MODELING = "modeling_helpsteer_reward"  # the NemotronH reward head shipped in each NemotronH run
@@ -941,7 +976,7 @@ def _write_records(run_dir: Path, cfg: RewardConfig, manifest: dict, name: str, 
         "versions": {"helpsteer": helpsteer.__version__, "torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version()},
         "seed": cfg.seed, "commit": _git_commit(), "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
     }
-    store.write_json(run_dir / "run_config.json", {"config": resolved, "run": info})
+    runs.write_run_config(run_dir, resolved, info)
     lines = [
         f"# Reward model: {name} ({cfg.objective})", "",
         f"Trained by `helpsteer train --objective {cfg.objective}` on dataset `{name}` (split: {split or 'all'}), {n_examples} examples, {truncated} texts truncated to {cfg.max_length} tokens.",
@@ -966,4 +1001,4 @@ def _write_records(run_dir: Path, cfg: RewardConfig, manifest: dict, name: str, 
         "Trainers: `config.json` carries `mean` and `std` (the reward normalisation OpenRLHF reads); `helpsteer serve` speaks "
         "OpenRLHF's `/get_reward`, vLLM's `/classify` and SGLang's `/v1/embeddings` (verl) and NeMo Gym's `/verify`.", "",
     ]
-    (run_dir / "README.md").write_text("\n".join(lines))
+    (run_dir / runs.MODEL_CARD).write_text("\n".join(lines))

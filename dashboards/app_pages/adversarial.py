@@ -14,7 +14,7 @@ if not attacks:
     st.stop()
 pick = st.selectbox("Attack", [a.name for a in attacks], key="attack")
 att = next(a for a in attacks if a.name == pick)
-res = data.read_json(att / "attack.json") or {}
+res = data.attack(att)
 rounds = pl.DataFrame(res.get("rounds") or [], infer_schema_length=None)
 if rounds.height:
     st.dataframe(rounds, hide_index=True, width="stretch")

@@ -19,7 +19,7 @@ evals = data.evaluations(run)
 dataset = st.selectbox("Evaluated on", list(evals), key=f"eval-ds-{pick}")
 path = evals[dataset]
 ev = data.read_json(path) or {}
-trained_on = (data.read_json(run / "run_config.json") or {}).get("run", {}).get("dataset")
+trained_on = data.run_config(run).get("run", {}).get("dataset")
 st.caption(f"Every figure on this page: run `{run.name}` (trained on `{trained_on}`) evaluated on dataset `{dataset}`, "
            f"split {ev.get('split') or 'unsplit'}" + (f", data sha256 {ev['dataset_sha256'][:12]}" if ev.get("dataset_sha256") else "") + ".")
 

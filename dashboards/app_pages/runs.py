@@ -35,8 +35,8 @@ st.subheader("Final metrics")
 st.caption("One row per run and evaluation dataset: `trained on` is the training dataset, `evaluated on` the dataset each figure comes from.")
 rows = []
 for r in sel:
-    cfg = data.read_json(r / "config.json") or {}
-    rc = (data.read_json(r / "run_config.json") or {}).get("run", {})
+    cfg = data.model_config(r)
+    rc = data.run_config(r).get("run", {})
     base = {"run": r.name, "objective": cfg.get("objective"), "trained on": rc.get("dataset"), "examples": rc.get("n_examples")}
     evals = data.evaluations(r) or {None: None}
     for ds, path in evals.items():
@@ -48,7 +48,7 @@ for r in sel:
 st.dataframe(pl.DataFrame(rows, infer_schema_length=None), hide_index=True, width="stretch")
 
 st.subheader("Configs")
-cfgs = {r.name: (data.read_json(r / "run_config.json") or {}).get("config", {}) for r in sel}
+cfgs = {r.name: data.run_config(r).get("config", {}) for r in sel}
 keys = sorted({k for c in cfgs.values() for k in c})
 diff_only = st.toggle("Only fields that differ", value=len(sel) > 1)
 table = []
