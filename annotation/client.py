@@ -6,7 +6,6 @@ The API key is never printed or logged; errors name the server and what to check
 
 from __future__ import annotations
 
-import logging
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -19,8 +18,6 @@ from helpsteer.errors import UsageError
 
 from .configs import labeling_config, validate_config
 from .tasks import build_tasks
-
-log = logging.getLogger(__name__)
 
 
 @contextmanager

@@ -11,15 +11,12 @@ the libraries on explicit resamples."""
 
 from __future__ import annotations
 
-import logging
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
-
-log = logging.getLogger(__name__)
 
 ANON_PREFIX = "anon:"
 

@@ -10,7 +10,6 @@ workspace dataset, written to WS/datasets/NAME/analysis/ (../shared/CONTRACT.md)
 from __future__ import annotations
 
 import datetime as _dt
-import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,8 +21,6 @@ from .agreement import ANON_PREFIX, Agreement, stat
 from .annotators import SCHEMA as ANNOTATOR_SCHEMA
 from .annotators import AnnotatorQuality
 from .disagreement import PairDisagreement, pairs_from_ratings
-
-log = logging.getLogger(__name__)
 
 
 @dataclass

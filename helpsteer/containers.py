@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 import os
 import re
 import zlib
@@ -30,8 +29,6 @@ import polars as pl
 
 from .errors import RecordError, UsageError
 from .schema import JSON, Incompatible, check_value, conform_frame, field_names
-
-log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 8 << 20  # JSON Lines chunk size: bounds memory whatever the file size
 INFER_ROWS = 1000  # rows polars infers a chunk's schema from (a mismatch later re-parses with all)

@@ -5,9 +5,8 @@ AutoModelForSequenceClassification, so `from_pretrained(RUN)` works for the plat
 
 from transformers import AutoModelForSequenceClassification, NemotronHConfig
 
-from .modeling import NemotronHForSequenceClassification
-
 from .grpo import reward_function
+from .modeling import NemotronHForSequenceClassification
 
 AutoModelForSequenceClassification.register(NemotronHConfig, NemotronHForSequenceClassification, exist_ok=True)
 

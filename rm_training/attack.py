@@ -210,16 +210,12 @@ def replay(sequences: list[list[str]], pairs: pl.DataFrame, times: int, seed: in
 
 
 def _train(workspace, name, out: Path, objective: str, base_overrides: list[str], extra=None) -> Path:
+    from helpsteer.console import quiet
+
     from .train import run_training
 
-    # (the training's own lines stay quiet here, as before: the attack reports its rounds)
-    logger = logging.getLogger(run_training.__module__)
-    was = logger.disabled
-    logger.disabled = True
-    try:
+    with quiet("rm_training.train", "rm_training.data"):  # the attack reports its rounds, not each training's lines
         return run_training(workspace, name, objective, out=str(out), overrides=base_overrides, extra_pairs=extra)
-    finally:
-        logger.disabled = was
 
 
 def _run_overrides(run: Path) -> list[str]:

@@ -23,6 +23,7 @@ def score_file(run: Path, data: Path, out: Path, fmt: str = "auto", level: str =
                progress: bool | None = None, device: str = "auto", dtype: str = "auto") -> dict:
     """Under torchrun each rank scores every world-th response (devices.Shards) and rank 0 writes
     the file; every rank returns the same summary."""
+    from helpsteer.console import quiet
     from helpsteer.ingest import ingest
 
     from .config import check_option
@@ -42,7 +43,8 @@ def score_file(run: Path, data: Path, out: Path, fmt: str = "auto", level: str =
     progress = sys.stderr.isatty() if progress is None else progress
     with tempfile.TemporaryDirectory(prefix="helpsteer-score-", ignore_cleanup_errors=True) as tmp:
         tmp = Path(tmp)
-        ingest([Path(data)], tmp, "score", fmt=fmt)
+        with quiet("helpsteer.ingest"):  # a scratch ingest of --data: its lines are not this command's
+            ingest([Path(data)], tmp, "score", fmt=fmt)
         resp = store.load_table(tmp, "score", "responses", ["response_id", "prompt_id", "context", "prompt", "response", "split"])
         labels = None
         if level in ("auto", "pairs"):

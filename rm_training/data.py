@@ -285,7 +285,7 @@ def tokenized(cache_root: Path, key: dict, frame: Callable[[], pl.DataFrame], to
                 shutil.rmtree(stale, ignore_errors=True)
             _build(final, key, frame(), tokenizer, max_length, num_proc)
     meta = json.loads((final / "meta.json").read_text())
-    log.info("%s tokenized examples %s", "reusing" if reused else "wrote", final)
+    log.debug("%s tokenized examples %s", "reusing" if reused else "wrote", final)  # (train reports it)
     return Tokenized(datasets.load_from_disk(str(final / "dataset")), int(meta["truncated"]), reused, final)
 
 

@@ -167,9 +167,11 @@ def calibration(p: np.ndarray, y: np.ndarray, bins: int = 10, both_orientations:
 
 
 def _dataset_from_file(path: Path, fmt: str, tmp: Path) -> tuple[Path, str]:
+    from helpsteer.console import quiet
     from helpsteer.ingest import ingest
 
-    ingest([path], tmp, "eval", fmt=fmt)
+    with quiet("helpsteer.ingest"):  # a scratch ingest of --data: its lines are not this command's
+        ingest([path], tmp, "eval", fmt=fmt)
     return tmp, "eval"
 
 

@@ -13,7 +13,6 @@ from transformers import NemotronHConfig
 from transformers.modeling_outputs import SequenceClassifierOutputWithPast
 from transformers.models.nemotron_h.modeling_nemotron_h import NemotronHModel, NemotronHPreTrainedModel
 
-
 # where transformers' sequence classifiers keep their reward head: `score` on decoders (and this
 # NemotronH head), `classifier` on BERT-style encoders
 HEAD_NAMES = ("score", "classifier")

@@ -63,7 +63,7 @@ def train(
     """Train a reward model on a preset from scratch or on a local pretrained checkpoint (--backbone DIR); any config field below as --key value."""
     from rm_training.train import run_training
 
-    run_training(workspace, name, objective, out=out, config_file=config, overrides=list(ctx.args), announce=err)
+    run_training(workspace, name, objective, out=out, config_file=config, overrides=list(ctx.args))
 
 @app.command(name="eval")
 def eval_cmd(
@@ -116,7 +116,7 @@ def attack(
                        ensemble_size=ensemble_size, retrain_epochs=retrain_epochs,
                        retrain_learning_rate=retrain_learning_rate, transfer=transfer, seed=seed, train_overrides=list(ctx.args),
                        device=device, dtype=dtype)
-    res = run_attack(model, workspace, name, out=out, cfg=cfg, announce=err)
+    res = run_attack(model, workspace, name, out=out, cfg=cfg)
     from rich.table import Table
 
     from helpsteer.console import console

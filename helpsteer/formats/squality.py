@@ -73,7 +73,7 @@ def _stories_beside(ctx: Ctx) -> dict:
             ctx.warnings.append(f"squality: {f} is unreadable ({e.strerror or e}); the questions of its stories are missing")
     cache[root] = stories
     if files:
-        log.info("SQuALITY question texts from %s", ", ".join(str(f) for f in files))
+        log.debug("SQuALITY question texts from %s", ", ".join(str(f) for f in files))
     return stories
 
 
