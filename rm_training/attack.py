@@ -234,12 +234,13 @@ def _run_overrides(run: Path) -> list[str]:
 
 
 def _retrain_lr(cfg: AttackConfig, target: Path) -> float:
-    from .config import is_pretrained, run_field
+    from .config import is_pretrained
+    from .runs import config_field
 
     if cfg.retrain_learning_rate is not None:
         return cfg.retrain_learning_rate
-    if is_pretrained(run_field(target, "backbone")) and run_field(target, "learning_rate"):
-        return float(run_field(target, "learning_rate"))
+    if is_pretrained(config_field(target, "backbone")) and config_field(target, "learning_rate"):
+        return float(config_field(target, "learning_rate"))
     return 2e-4
 
 

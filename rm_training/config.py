@@ -15,6 +15,7 @@ from helpsteer.errors import UsageError
 from helpsteer.schema import HELPSTEER_ATTRIBUTES
 
 from .devices import DTYPE_NAMES
+from .runs import config_field
 
 # Nemotron-4-340B-Reward: scalar reward from the five HelpSteer attributes
 NEMOTRON_WEIGHTS = {"helpfulness": 0.3, "correctness": 0.74, "coherence": 0.46, "complexity": 0.47, "verbosity": -0.33}
@@ -146,20 +147,6 @@ def check_option(option: str, value, flag: str | None = None) -> None:
             raise OptionError(option, value if not isinstance(value, (list, tuple)) else " ".join(map(str, value)), rng.describe(), flag)
 
 
-def run_field(run: str | None, key: str):
-    """A field of an earlier run's resolved config (RUN/run_config.json), None when absent."""
-    import json
-    from pathlib import Path
-
-    rc = Path(run) / "run_config.json" if run else None
-    if rc is None or not rc.exists():
-        return None
-    try:
-        return json.loads(rc.read_text()).get("config", {}).get(key)
-    except ValueError:
-        return None
-
-
 def is_pretrained(backbone: str | None, init_from: str | None = None) -> bool:
     """Whether a run fine-tunes a pretrained checkpoint: a backbone that is not a preset name, or
     --init_from a run whose own backbone was one (a run grown from a preset keeps the from-scratch
@@ -167,7 +154,7 @@ def is_pretrained(backbone: str | None, init_from: str | None = None) -> bool:
     from .backbones import PRESETS
 
     if init_from:
-        backbone = run_field(init_from, "backbone")
+        backbone = config_field(init_from, "backbone")
         return backbone is not None and backbone not in PRESETS
     return backbone not in PRESETS
 
@@ -223,9 +210,9 @@ class RewardConfig(TrainingArguments):
 
         # a run grown from another (--init_from) keeps its backbone and length unless told otherwise
         if self.backbone is None:
-            self.backbone = run_field(self.init_from, "backbone") or "small"
+            self.backbone = config_field(self.init_from, "backbone") or "small"
         if self.max_length is None and self.init_from:
-            self.max_length = run_field(self.init_from, "max_length")
+            self.max_length = config_field(self.init_from, "max_length")
         # the fields whose default depends on the backbone (None = not set by the user)
         recipe = FINETUNE if is_pretrained(self.backbone, self.init_from) else SCRATCH
         for k, v in recipe.items():

@@ -177,6 +177,7 @@ def serve(
     import uvicorn
 
     from helpsteer.errors import UsageError
+    from rm_training import runs
     from rm_training.api.settings import Settings
 
     settings = Settings.from_options(model=str(model), host=host, port=port, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
@@ -184,8 +185,8 @@ def serve(
                                      max_length=max_length, threads=threads, timeout_keep_alive=timeout_keep_alive,
                                      timeout_header=timeout_header, timeout_body=timeout_body, api_key=os.environ.get("HELPSTEER_API_KEY", ""),
                                      device=device, dtype=dtype, replicas=replicas)
-    if not (model / "config.json").exists():
-        raise UsageError(f"--model {model}: not a run directory (no config.json); train one with `helpsteer train`")
+    if not runs.is_run(model):
+        raise UsageError(runs.not_a_run(model, "--model"))
     from rm_training.api.app import create_app
     from rm_training.api.protocol import http_protocol
 
