@@ -8,7 +8,7 @@ WS ?= workspace/demo
 LS_VENV := .venv-ls
 LS_STAMP := $(LS_VENV)/.installed
 
-.PHONY: install label-studio pretrained rlhf-clients test test-fast demo bench clean
+.PHONY: install label-studio pretrained rlhf-clients lint test test-fast demo bench clean
 
 install: $(STAMP)
 
@@ -44,7 +44,13 @@ RLHF_CLIENTS := .cache/rlhf-clients
 rlhf-clients: install
 	test -d $(RLHF_CLIENTS)/verl || $(PY) -m pip install -q --no-deps --target $(RLHF_CLIENTS) openrlhf==0.11.2 verl==0.9.1 || echo "warning: openrlhf/verl could not be installed; their protocol tests will skip" >&2
 
-test: install label-studio pretrained rlhf-clients
+# ruff (pyproject.toml's rules) and import-linter's layer contract: data flows one way, only
+# helpsteer/cli/ imports upward (scripts/import_graph.py prints the graph)
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+
+test: lint label-studio pretrained rlhf-clients
 	$(PY) -m pytest -q -ra
 
 test-fast: install

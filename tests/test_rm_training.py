@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 import torch
 
@@ -178,7 +179,11 @@ def test_bt_run_trains_saves_loads_and_evaluates(pref_ws):
     # a second run with the same name goes to -2
     assert run_cli("eval", "--model", run, "--workspace", ws, "--name", "pref") == 0
     ev = json.loads((run / "eval.json").read_text())
-    assert ev["objective"] == "bt" and 0 <= ev["accuracy"] <= 1 and ev["n_pairs"] > 0 and {"brier", "ece"} <= set(ev["calibration"])
+    assert ev["objective"] == "bt" and ev["n_pairs"] > 0 and {"brier", "ece"} <= set(ev["calibration"])
+    # the accuracy by hand from the per-pair rewards eval writes beside eval.json (negative strength: A better)
+    pairs = pl.read_parquet(run / "eval_pairs.parquet").filter(pl.col("strength") != 0)
+    hand = ((pairs["reward_a"] > pairs["reward_b"]) == (pairs["strength"] < 0)).mean()
+    assert pairs.height == ev["n_pairs"] and ev["accuracy"] == pytest.approx(hand)
 
 
 def test_regression_run_and_eval(pref_ws):
