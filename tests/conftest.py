@@ -97,6 +97,19 @@ def synthetic_workspace(root: Path, seed: int, n_prompts: int, datasets=("pref",
     return ws
 
 
+def ingest_accounts_for_all(path: Path, n_records: int, *args) -> None:
+    """Ingests PATH (with ARGS) as `f` into the workspace beside it: exit 0 with every one of its
+    N_RECORDS ingested or quarantined, or exit 2 with no dataset left behind."""
+    ws = path.parent / "ws"
+    rc = run_cli("ingest", path, "--workspace", ws, "--name", "f", *args)
+    assert rc in (0, 2)
+    if rc == 0:
+        src = manifest(ws, "f")["sources"][0]
+        assert src["records"] == n_records == src["ingested"] + src["quarantined"] == src["ingested"] + len(quarantine(ws, "f"))
+    else:
+        assert not (ws / "datasets" / "f").exists()
+
+
 @pytest.fixture
 def ws(tmp_path: Path) -> Path:
     return tmp_path / "ws"

@@ -265,6 +265,18 @@ def test_bom_json_keeps_the_first_record(tmp_path, name):
     assert responses(tmp_path) == ["r1", "r2"]
 
 
+def ingest_squality_review(tmp_path: Path, data: Path) -> subprocess.CompletedProcess:
+    """Writes one SQuALITY review (passage 7, question 0) to DATA/human-eval and ingests it as `sq`,
+    asserting exit 0."""
+    review = {"worker_id": "2", "correctness-rating": 50, "selection-rating": 20, "overall-rating": 30, "annotations": []}
+    line = {"passage-id": "7", "questions": {"0": {"bart": {"response": "a summary", "reviews": [review]}}}}
+    (data / "human-eval").mkdir()
+    (data / "human-eval" / "all-responses.jsonl").write_text(json.dumps(line) + "\n")
+    proc = ingest(tmp_path, data / "human-eval" / "all-responses.jsonl", name="sq")
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
 def test_bom_on_companion_files_beside_the_data(tmp_path):
     """Files read beside the one named (SQuALITY's stories, TTCW's tests) drop a BOM too."""
     bom = b"\xef\xbb\xbf"
@@ -272,12 +284,7 @@ def test_bom_on_companion_files_beside_the_data(tmp_path):
     (data / "v1-3" / "txt").mkdir(parents=True)
     story = {"metadata": {"passage_id": "7"}, "document": "A story.", "questions": [{"question_text": "What happens?"}]}
     (data / "v1-3" / "txt" / "test.jsonl").write_bytes(bom + json.dumps(story).encode() + b"\n")
-    review = {"worker_id": "2", "correctness-rating": 50, "selection-rating": 20, "overall-rating": 30, "annotations": []}
-    line = {"passage-id": "7", "questions": {"0": {"bart": {"response": "a summary", "reviews": [review]}}}}
-    (data / "human-eval").mkdir()
-    (data / "human-eval" / "all-responses.jsonl").write_text(json.dumps(line) + "\n")
-    proc = ingest(tmp_path, data / "human-eval" / "all-responses.jsonl", name="sq")
-    assert proc.returncode == 0, proc.stderr
+    ingest_squality_review(tmp_path, data)
     df = pl.read_parquet(tmp_path / "ws" / "datasets" / "sq" / "responses.parquet")
     assert df.select("prompt", "flags").rows() == [("What happens?", [])]
 
@@ -413,12 +420,7 @@ def test_unreadable_squality_stories_file_is_a_warning(tmp_path):
     (data / "v1-3" / "txt").mkdir(parents=True)
     stories = data / "v1-3" / "txt" / "test.jsonl"
     why = make_unreadable(stories)
-    review = {"worker_id": "2", "correctness-rating": 50, "selection-rating": 20, "overall-rating": 30, "annotations": []}
-    line = {"passage-id": "7", "questions": {"0": {"bart": {"response": "a summary", "reviews": [review]}}}}
-    (data / "human-eval").mkdir()
-    (data / "human-eval" / "all-responses.jsonl").write_text(json.dumps(line) + "\n")
-    proc = ingest(tmp_path, data / "human-eval" / "all-responses.jsonl", name="sq")
-    assert proc.returncode == 0, proc.stderr
+    proc = ingest_squality_review(tmp_path, data)
     assert f"  warning: squality: {stories.parent.resolve() / stories.name} is unreadable ({why}); the questions of its stories are missing" in proc.stderr.splitlines()
     df = pl.read_parquet(tmp_path / "ws" / "datasets" / "sq" / "responses.parquet")
     assert df.select("prompt", "flags").rows() == [("SQuALITY passage 7, question 1", ["no_question_text"])]
