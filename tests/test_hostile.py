@@ -301,36 +301,33 @@ def test_bom_on_companion_files_beside_the_data(tmp_path):
 
 
 # --- one odd record among the first ones must not decide the format -------------------------------
-def test_null_label_first_does_not_hide_llmbar(tmp_path):
-    recs = [{"input": f"q{i}", "output_1": f"a{i}", "output_2": f"b{i}", "label": 1 + i % 2} for i in range(6)]
-    recs[0]["label"] = None
-    path = data_dir(tmp_path) / "llmbar.jsonl"
+def ingest_detected(tmp_path: Path, file: str, recs: list[dict], fmt: str) -> None:
+    """Writes RECS as JSON Lines to FILE in the data folder and ingests it: exit 0, format FMT auto-detected."""
+    path = data_dir(tmp_path) / file
     path.write_text("".join(json.dumps(r) + "\n" for r in recs))
     proc = ingest(tmp_path, path)
     assert proc.returncode == 0, proc.stderr
-    assert f"{path}: format llmbar (auto-detected)" in proc.stderr
+    assert f"{path}: format {fmt} (auto-detected)" in proc.stderr
+
+
+def test_null_label_first_does_not_hide_llmbar(tmp_path):
+    recs = [{"input": f"q{i}", "output_1": f"a{i}", "output_2": f"b{i}", "label": 1 + i % 2} for i in range(6)]
+    recs[0]["label"] = None
+    ingest_detected(tmp_path, "llmbar.jsonl", recs, "llmbar")
     assert [(q["line"], q["reason"]) for q in quarantine(tmp_path)] == [(1, "field 'label': missing or null")]
 
 
 def test_null_chosen_first_does_not_turn_rm_bench_into_pairs(tmp_path):
     recs = [{"id": i, "prompt": f"q{i}", "chosen": [f"a{i}", "x", "y"], "rejected": [f"b{i}", "z", "w"], "domain": "chat"} for i in range(6)]
     recs[0]["chosen"] = None
-    path = data_dir(tmp_path) / "rmb.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
-    proc = ingest(tmp_path, path)
-    assert proc.returncode == 0, proc.stderr
-    assert f"{path}: format rm-bench (auto-detected)" in proc.stderr
+    ingest_detected(tmp_path, "rmb.jsonl", recs, "rm-bench")
     assert [q["line"] for q in quarantine(tmp_path)] == [1]
     assert source(tmp_path)["ingested"] == 5
 
 
 def test_odd_first_record_does_not_decide_the_format(tmp_path):
     recs = [dict(GOOD, chosen="c", rejected="d")] + [{"prompt": f"q{i}", "chosen": f"a{i}", "rejected": f"b{i}"} for i in range(6)]
-    path = data_dir(tmp_path) / "pairs.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
-    proc = ingest(tmp_path, path)
-    assert proc.returncode == 0, proc.stderr
-    assert f"{path}: format pairs (auto-detected)" in proc.stderr
+    ingest_detected(tmp_path, "pairs.jsonl", recs, "pairs")
     src = source(tmp_path)
     assert (src["records"], src["ingested"], src["quarantined"]) == (7, 7, 0)
 
