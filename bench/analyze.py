@@ -9,16 +9,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import add_out_option, command_line, print_rows  # noqa: E402
 from ingest import WORK, _write_section, measure  # noqa: E402  (same measuring harness)
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# the pairs of annotators (rows of m) with >= 5 items in common, in both scripts below
+PAIRS = """    kap = []
+    for i in range(len(m)):
+        for j in range(i + 1, len(m)):
+            both = ~np.isnan(m[i]) & ~np.isnan(m[j])
+            if both.sum() >= 5:
+"""
 
 REFERENCE = """
 import json, time, warnings
@@ -35,12 +42,7 @@ t = time.perf_counter()
 out = {}
 for attr, m in ready.items():
     dom = np.unique(m[~np.isnan(m)])
-    kap = []
-    for i in range(len(m)):
-        for j in range(i + 1, len(m)):
-            both = ~np.isnan(m[i]) & ~np.isnan(m[j])
-            if both.sum() >= 5:
-                k = cohen_kappa_score(m[i][both], m[j][both], labels=dom, weights="quadratic")
+""" + PAIRS + """                k = cohen_kappa_score(m[i][both], m[j][both], labels=dom, weights="quadratic")
                 if np.isfinite(k):
                     kap.append(k)
     out[attr] = {"kappa": float(np.mean(kap)),
@@ -76,12 +78,7 @@ for attr, g in votes.groupby("attribute"):
     wide = g.pivot_table(index="annotator_id", columns="response_id", values="score", aggfunc="first")
     m = wide.values
     dom = np.unique(m[~np.isnan(m)])
-    kap = []
-    for i in range(len(m)):
-        for j in range(i + 1, len(m)):
-            both = ~np.isnan(m[i]) & ~np.isnan(m[j])
-            if both.sum() >= 5:
-                kap.append(cohen_kappa_score(m[i][both], m[j][both], labels=dom, weights="quadratic"))
+""" + PAIRS + """                kap.append(cohen_kappa_score(m[i][both], m[j][both], labels=dom, weights="quadratic"))
     krippendorff.alpha(reliability_data=m, level_of_measurement="interval")
     krippendorff.alpha(reliability_data=m, level_of_measurement="ordinal")
 """
@@ -95,7 +92,7 @@ assert main(["analyze", "--workspace", ARGS[0], "--name", "bench", "--bootstrap"
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--prompts", type=int, default=30000)
-    ap.add_argument("--out", default=str(ROOT / "bench" / "RESULTS.md"))
+    add_out_option(ap)
     args = ap.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     hs = str(ROOT / ".venv" / "bin" / "helpsteer")
@@ -123,12 +120,11 @@ def main() -> None:
         f"| (a) sklearn + krippendorff on ready matrices (library calls only) | {ref_values['compute_s']:.2f} | {ref['peak_mb']:.0f} |",
         f"| (b) typical pandas script (groupby + apply per item) | {typical['wall_s']:.2f} | {typical['peak_mb']:.0f} |",
     ]
-    for r in rows:
-        print(r, flush=True)
+    print_rows(rows)
     section = "\n".join([
         "## Analysis (`bench/analyze.py`)",
         "",
-        f"Command: `.venv/bin/python bench/analyze.py --prompts {args.prompts}` ({os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}).",
+        command_line("analyze.py", f"--prompts {args.prompts}"),
         f"{n_ratings:,} synthetic ratings (5 attributes, 3-5 annotators per item, 24 annotators with ids, from `helpsteer synth --only label-studio`).",
         "Each measurement in a fresh process (wall time including imports; peak = max RSS).",
         "",

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import WORK, _write_section  # noqa: E402
+from common import publish  # noqa: E402
+from ingest import WORK  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 HS = str(ROOT / ".venv" / "bin" / "helpsteer")
@@ -64,8 +65,7 @@ rendered by streamlit's AppTest running the app's own code, first visit (cold `s
 |---|---|---|
 {table}
 """
-    _write_section(Path(args.out), "## Dashboard", section)
-    print(section)
+    publish(args.out, "## Dashboard", section)
 
 
 if __name__ == "__main__":

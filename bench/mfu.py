@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import WORK, _write_section  # noqa: E402
+from common import publish  # noqa: E402
+from ingest import WORK  # noqa: E402
 from train import matmul_peak  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,8 +156,7 @@ records before it as earlier turns; {trunc}), in each precision; median tokens/s
 {table}
 
 {profile}"""
-    _write_section(Path(args.out), "## MFU at sequence length 512", section)
-    print(section)
+    publish(args.out, "## MFU at sequence length 512", section)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import WORK, _write_section  # noqa: E402
+from common import publish  # noqa: E402
+from ingest import WORK  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 HS = str(ROOT / ".venv" / "bin" / "helpsteer")
@@ -166,8 +167,7 @@ change {-acc_drop:+.3f} (goal: at most -0.01: {"met" if acc_drop <= 0.01 else "N
 round-0 successful attacks start from the truly better response of their pair (so the attack, an
 edit that cannot improve it, is truly worse than a response the model should rank first).
 """
-    _write_section(Path(args.out), "## Principle, mean-variance and adversarial objectives", section)
-    print(section)
+    publish(args.out, "## Principle, mean-variance and adversarial objectives", section)
 
 
 if __name__ == "__main__":

@@ -12,14 +12,13 @@ from __future__ import annotations
 import argparse
 import gzip
 import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import WORK, _write_section  # noqa: E402
+from common import add_out_option, fresh_work, publish  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 HS = [sys.executable, "-m", "helpsteer.cli"]
@@ -94,11 +93,9 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=40, help="HH-RLHF harmless records used (of 2,312).")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--max-length", type=int, default=512)
-    ap.add_argument("--out", default=str(ROOT / "bench" / "RESULTS.md"))
+    add_out_option(ap)
     args = ap.parse_args()
-    work = WORK / "packing"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    work = fresh_work("packing")
     with gzip.open(HH, "rt") as f:
         lines = [next(f) for _ in range(args.pairs)]
     (work / "hh.jsonl").write_text("".join(lines))
@@ -167,8 +164,7 @@ Llama, HH-RLHF, 64-96 pairs) gave 1.14x to 1.84x tokens/s. With flash_attention_
 a GPU, attention is per text (varlen) and the packed batch is one row; not measured here (no GPU or
 flash-attn package on this machine).
 """
-    _write_section(Path(args.out), "## Padding-free training", section)
-    print(section)
+    publish(args.out, "## Padding-free training", section)
     print(f"native bf16: {native_bf16()}")
 
 

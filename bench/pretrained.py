@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import WORK, _write_section  # noqa: E402
+from common import publish  # noqa: E402
+from ingest import WORK  # noqa: E402
 from train import truth_regression  # noqa: E402
 from trl_compare import HH, HS, PY, ROOT, run  # noqa: E402
 
@@ -143,8 +144,7 @@ Regression on MiniLM (`helpsteer train --objective regression --backbone MiniLM 
 synthetic HelpSteer2 data (`helpsteer synth --prompts {args.synth_prompts} --seed 21`), Pearson of each predicted attribute
 against the planted truth on the validation split: {", ".join(f"{k} {v:.3f}" for k, v in reg.items())}.
 """
-    _write_section(Path(args.out), "## Pretrained backbone: MiniLM fine-tuned vs NemotronH from scratch vs TRL", section)
-    print(section)
+    publish(args.out, "## Pretrained backbone: MiniLM fine-tuned vs NemotronH from scratch vs TRL", section)
 
 
 if __name__ == "__main__":

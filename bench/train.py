@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import add_out_option, command_line, print_rows  # noqa: E402
 from ingest import WORK, _write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,7 +82,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--prompts", type=int, default=4000)
     ap.add_argument("--epochs", type=float, default=3)
-    ap.add_argument("--out", default=str(ROOT / "bench" / "RESULTS.md"))
+    add_out_option(ap)
     args = ap.parse_args()
     synth, ws = WORK / f"synth-train-{args.prompts}", WORK / "ws-train"
     if not (synth / "truth").exists():
@@ -126,11 +127,10 @@ def main() -> None:
         f"| throughput (bt) | | {pairs_per_s:.1f} pairs/s, {tps:,.0f} tokens/s (median of logged windows) |",
         f"| model FLOP utilisation | | {mfu * 100:.1f}% of the measured {precision} matmul peak {peak:.0f} GFLOP/s (the run's precision) at seq <= 96 ({fpt / 1e6:.1f} MFLOP/token) |",
     ]
-    for r in rows:
-        print(r, flush=True)
+    print_rows(rows)
     section = "\n".join([
         "## Training (`bench/train.py`)", "",
-        f"Command: `.venv/bin/python bench/train.py --prompts {args.prompts} --epochs {args.epochs:g}` ({os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}).",
+        command_line("train.py", f"--prompts {args.prompts} --epochs {args.epochs:g}"),
         f"Synthetic data from `helpsteer synth --prompts {args.prompts} --seed 7`; each run is the whole `helpsteer train` command.",
         "TRL RewardTrainer and the HH-RLHF 80/20 comparison: section below (`bench/trl_compare.py`); MFU at sequence length 512: `bench/mfu.py`.", "",
         "| run | wall | result |", "|---|---|---|", *rows, "",

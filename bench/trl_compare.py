@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import WORK, _write_section  # noqa: E402
+from common import add_out_option, fresh_work, publish  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 HS = str(ROOT / ".venv" / "bin" / "helpsteer")
@@ -93,13 +93,9 @@ def main() -> None:
     ap.add_argument("--synth-prompts", type=int, default=800)
     ap.add_argument("--epochs", type=float, default=1)
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--out", default=str(ROOT / "bench" / "RESULTS.md"))
+    add_out_option(ap)
     args = ap.parse_args()
-    work = WORK / "trl"
-    import shutil
-
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    work = fresh_work("trl")
     ws = work / "ws"
     run(HS, "synth", "--out", str(work / "syn"), "--prompts", str(args.synth_prompts), "--seed", "13")
     run(HS, "ingest", str(work / "syn" / "helpsteer2" / "preference" / "preference.jsonl.gz"), "--workspace", str(ws), "--name", "syn")
@@ -147,8 +143,7 @@ held-out pairwise accuracy of both trainers' models (scored by `helpsteer eval` 
 |---|---|---|
 {acc}
 """
-    _write_section(Path(args.out), "## Training throughput and HH-RLHF accuracy vs TRL", section)
-    print(section)
+    publish(args.out, "## Training throughput and HH-RLHF accuracy vs TRL", section)
 
 
 if __name__ == "__main__":

@@ -73,6 +73,43 @@ def quarantine(ws: Path, name: str) -> list[dict]:
     return [json.loads(line) for line in p.read_text().splitlines()] if p.exists() else []
 
 
+# layout -> (dataset name, files under the synthetic folder), for synthetic_workspace
+LAYOUTS = {
+    "pref": ("pref", ("helpsteer2/preference/preference.jsonl.gz",)),
+    "hs2": ("hs2", ("helpsteer2/train.jsonl.gz",)),
+    "hs2+val": ("hs2", ("helpsteer2/train.jsonl.gz", "helpsteer2/validation.jsonl.gz")),
+    "dis": ("dis", ("helpsteer2/disagreements/disagreements.jsonl.gz",)),
+    "ls": ("ls", ("label_studio/ratings_export.json",)),
+}
+
+
+def synthetic_workspace(root: Path, seed: int, n_prompts: int, datasets=("pref",)) -> Path:
+    """Writes SynthConfig(seed, n_prompts) to ROOT/syn and ingests the named LAYOUTS, in order, into
+    the workspace ROOT/ws (each asserted to exit 0); returns the workspace."""
+    from helpsteer.synth import SynthConfig, write_synthetic
+
+    syn = root / "syn"
+    write_synthetic(SynthConfig(seed=seed, n_prompts=n_prompts), syn)
+    ws = root / "ws"
+    for layout in datasets:
+        name, files = LAYOUTS[layout]
+        assert run_cli("ingest", *(syn / f for f in files), "--workspace", ws, "--name", name) == 0
+    return ws
+
+
+def ingest_accounts_for_all(path: Path, n_records: int, *args) -> None:
+    """Ingests PATH (with ARGS) as `f` into the workspace beside it: exit 0 with every one of its
+    N_RECORDS ingested or quarantined, or exit 2 with no dataset left behind."""
+    ws = path.parent / "ws"
+    rc = run_cli("ingest", path, "--workspace", ws, "--name", "f", *args)
+    assert rc in (0, 2)
+    if rc == 0:
+        src = manifest(ws, "f")["sources"][0]
+        assert src["records"] == n_records == src["ingested"] + src["quarantined"] == src["ingested"] + len(quarantine(ws, "f"))
+    else:
+        assert not (ws / "datasets" / "f").exists()
+
+
 @pytest.fixture
 def ws(tmp_path: Path) -> Path:
     return tmp_path / "ws"

@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import polars as pl
 import pytest
-from conftest import ROOT, run_cli, write_jsonl
+from conftest import ROOT, run_cli, synthetic_workspace, write_jsonl
 from fastapi.testclient import TestClient
 from serve_process import Server
 
@@ -30,13 +30,8 @@ from rm_training.scoring import Item, Scorer
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    from helpsteer.synth import SynthConfig, write_synthetic
-
     root = tmp_path_factory.mktemp("api")
-    write_synthetic(SynthConfig(seed=5, n_prompts=80), root / "syn")
-    ws = root / "ws"
-    assert run_cli("ingest", root / "syn" / "helpsteer2" / "preference" / "preference.jsonl.gz", "--workspace", ws, "--name", "pref") == 0
-    assert run_cli("ingest", root / "syn" / "helpsteer2" / "train.jsonl.gz", "--workspace", ws, "--name", "hs2") == 0
+    ws = synthetic_workspace(root, seed=5, n_prompts=80, datasets=("pref", "hs2"))
     common = ["--backbone", "tiny", "--num_train_epochs", "1", "--max_length", "64", "--save_strategy", "no"]
     assert run_cli("train", "--workspace", ws, "--name", "pref", "--objective", "bt", *common, "--out", "bt") == 0
     assert run_cli("train", "--workspace", ws, "--name", "hs2", "--objective", "regression", *common, "--out", "reg") == 0

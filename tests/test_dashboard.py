@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, synthetic_workspace
 from streamlit.testing.v1 import AppTest
 
 APP = str(ROOT / "dashboards" / "app.py")
@@ -26,16 +26,8 @@ TITLES = {"datasets": "Datasets", "agreement": "Agreement", "diverging": "Diverg
 
 @pytest.fixture(scope="module")
 def dash_ws(tmp_path_factory):
-    from helpsteer.synth import SynthConfig, write_synthetic
-
     root = tmp_path_factory.mktemp("dash")
-    syn = root / "syn"
-    write_synthetic(SynthConfig(seed=8, n_prompts=60), syn)
-    ws = root / "ws"
-    assert run_cli("ingest", syn / "helpsteer2" / "train.jsonl.gz", syn / "helpsteer2" / "validation.jsonl.gz", "--workspace", ws, "--name", "hs2") == 0
-    assert run_cli("ingest", syn / "helpsteer2" / "disagreements" / "disagreements.jsonl.gz", "--workspace", ws, "--name", "dis") == 0
-    assert run_cli("ingest", syn / "helpsteer2" / "preference" / "preference.jsonl.gz", "--workspace", ws, "--name", "pref") == 0
-    assert run_cli("ingest", syn / "label_studio" / "ratings_export.json", "--workspace", ws, "--name", "ls") == 0
+    ws = synthetic_workspace(root, seed=8, n_prompts=60, datasets=("hs2+val", "dis", "pref", "ls"))
     for n in ("dis", "pref", "ls"):
         assert run_cli("analyze", "--workspace", ws, "--name", n) == 0
     common = ["--backbone", "tiny", "--num_train_epochs", "1", "--max_length", "64", "--save_strategy", "no", "--logging_steps", "2"]

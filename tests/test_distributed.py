@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, run_cli, torchrun
+from conftest import ROOT, run_cli, synthetic_workspace, torchrun
 
 DS_ZERO2, DS_ZERO3 = ROOT / "configs" / "ds_zero2.json", ROOT / "configs" / "ds_zero3.json"
 needs_deepspeed = pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None,
@@ -23,14 +23,7 @@ cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU 
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
-    from helpsteer.synth import SynthConfig, write_synthetic
-
-    root = tmp_path_factory.mktemp("dist")
-    write_synthetic(SynthConfig(seed=4, n_prompts=40), root / "syn")
-    ws = root / "ws"
-    assert run_cli("ingest", root / "syn" / "helpsteer2" / "preference" / "preference.jsonl.gz", "--workspace", ws, "--name", "pref") == 0
-    assert run_cli("ingest", root / "syn" / "helpsteer2" / "train.jsonl.gz", "--workspace", ws, "--name", "hs2") == 0
-    return ws
+    return synthetic_workspace(tmp_path_factory.mktemp("dist"), seed=4, n_prompts=40, datasets=("pref", "hs2"))
 
 
 def _train(ws: Path, *extra) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from conftest import run_cli, shared, write_jsonl
+from conftest import run_cli, shared, synthetic_workspace, write_jsonl
 
 from rm_training.evaluate import calibration
 
@@ -34,12 +34,7 @@ def test_calibration_of_an_uninformative_model_on_gold_pairs():
 
 @pytest.fixture(scope="module")
 def run_ws(tmp_path_factory):
-    from helpsteer.synth import SynthConfig, write_synthetic
-
-    root = tmp_path_factory.mktemp("ev")
-    write_synthetic(SynthConfig(seed=6, n_prompts=60), root / "syn")
-    ws = root / "ws"
-    assert run_cli("ingest", root / "syn" / "helpsteer2" / "preference" / "preference.jsonl.gz", "--workspace", ws, "--name", "pref") == 0
+    ws = synthetic_workspace(tmp_path_factory.mktemp("ev"), seed=6, n_prompts=60)
     assert run_cli("train", "--workspace", ws, "--name", "pref", "--objective", "bt", "--backbone", "tiny", "--max_steps", "3", "--max_length", "64",
                    "--save_strategy", "no", "--out", "bt") == 0
     return ws

@@ -265,6 +265,18 @@ def test_bom_json_keeps_the_first_record(tmp_path, name):
     assert responses(tmp_path) == ["r1", "r2"]
 
 
+def ingest_squality_review(tmp_path: Path, data: Path) -> subprocess.CompletedProcess:
+    """Writes one SQuALITY review (passage 7, question 0) to DATA/human-eval and ingests it as `sq`,
+    asserting exit 0."""
+    review = {"worker_id": "2", "correctness-rating": 50, "selection-rating": 20, "overall-rating": 30, "annotations": []}
+    line = {"passage-id": "7", "questions": {"0": {"bart": {"response": "a summary", "reviews": [review]}}}}
+    (data / "human-eval").mkdir()
+    (data / "human-eval" / "all-responses.jsonl").write_text(json.dumps(line) + "\n")
+    proc = ingest(tmp_path, data / "human-eval" / "all-responses.jsonl", name="sq")
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
 def test_bom_on_companion_files_beside_the_data(tmp_path):
     """Files read beside the one named (SQuALITY's stories, TTCW's tests) drop a BOM too."""
     bom = b"\xef\xbb\xbf"
@@ -272,12 +284,7 @@ def test_bom_on_companion_files_beside_the_data(tmp_path):
     (data / "v1-3" / "txt").mkdir(parents=True)
     story = {"metadata": {"passage_id": "7"}, "document": "A story.", "questions": [{"question_text": "What happens?"}]}
     (data / "v1-3" / "txt" / "test.jsonl").write_bytes(bom + json.dumps(story).encode() + b"\n")
-    review = {"worker_id": "2", "correctness-rating": 50, "selection-rating": 20, "overall-rating": 30, "annotations": []}
-    line = {"passage-id": "7", "questions": {"0": {"bart": {"response": "a summary", "reviews": [review]}}}}
-    (data / "human-eval").mkdir()
-    (data / "human-eval" / "all-responses.jsonl").write_text(json.dumps(line) + "\n")
-    proc = ingest(tmp_path, data / "human-eval" / "all-responses.jsonl", name="sq")
-    assert proc.returncode == 0, proc.stderr
+    ingest_squality_review(tmp_path, data)
     df = pl.read_parquet(tmp_path / "ws" / "datasets" / "sq" / "responses.parquet")
     assert df.select("prompt", "flags").rows() == [("What happens?", [])]
 
@@ -294,36 +301,33 @@ def test_bom_on_companion_files_beside_the_data(tmp_path):
 
 
 # --- one odd record among the first ones must not decide the format -------------------------------
-def test_null_label_first_does_not_hide_llmbar(tmp_path):
-    recs = [{"input": f"q{i}", "output_1": f"a{i}", "output_2": f"b{i}", "label": 1 + i % 2} for i in range(6)]
-    recs[0]["label"] = None
-    path = data_dir(tmp_path) / "llmbar.jsonl"
+def ingest_detected(tmp_path: Path, file: str, recs: list[dict], fmt: str) -> None:
+    """Writes RECS as JSON Lines to FILE in the data folder and ingests it: exit 0, format FMT auto-detected."""
+    path = data_dir(tmp_path) / file
     path.write_text("".join(json.dumps(r) + "\n" for r in recs))
     proc = ingest(tmp_path, path)
     assert proc.returncode == 0, proc.stderr
-    assert f"{path}: format llmbar (auto-detected)" in proc.stderr
+    assert f"{path}: format {fmt} (auto-detected)" in proc.stderr
+
+
+def test_null_label_first_does_not_hide_llmbar(tmp_path):
+    recs = [{"input": f"q{i}", "output_1": f"a{i}", "output_2": f"b{i}", "label": 1 + i % 2} for i in range(6)]
+    recs[0]["label"] = None
+    ingest_detected(tmp_path, "llmbar.jsonl", recs, "llmbar")
     assert [(q["line"], q["reason"]) for q in quarantine(tmp_path)] == [(1, "field 'label': missing or null")]
 
 
 def test_null_chosen_first_does_not_turn_rm_bench_into_pairs(tmp_path):
     recs = [{"id": i, "prompt": f"q{i}", "chosen": [f"a{i}", "x", "y"], "rejected": [f"b{i}", "z", "w"], "domain": "chat"} for i in range(6)]
     recs[0]["chosen"] = None
-    path = data_dir(tmp_path) / "rmb.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
-    proc = ingest(tmp_path, path)
-    assert proc.returncode == 0, proc.stderr
-    assert f"{path}: format rm-bench (auto-detected)" in proc.stderr
+    ingest_detected(tmp_path, "rmb.jsonl", recs, "rm-bench")
     assert [q["line"] for q in quarantine(tmp_path)] == [1]
     assert source(tmp_path)["ingested"] == 5
 
 
 def test_odd_first_record_does_not_decide_the_format(tmp_path):
     recs = [dict(GOOD, chosen="c", rejected="d")] + [{"prompt": f"q{i}", "chosen": f"a{i}", "rejected": f"b{i}"} for i in range(6)]
-    path = data_dir(tmp_path) / "pairs.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
-    proc = ingest(tmp_path, path)
-    assert proc.returncode == 0, proc.stderr
-    assert f"{path}: format pairs (auto-detected)" in proc.stderr
+    ingest_detected(tmp_path, "pairs.jsonl", recs, "pairs")
     src = source(tmp_path)
     assert (src["records"], src["ingested"], src["quarantined"]) == (7, 7, 0)
 
@@ -413,12 +417,7 @@ def test_unreadable_squality_stories_file_is_a_warning(tmp_path):
     (data / "v1-3" / "txt").mkdir(parents=True)
     stories = data / "v1-3" / "txt" / "test.jsonl"
     why = make_unreadable(stories)
-    review = {"worker_id": "2", "correctness-rating": 50, "selection-rating": 20, "overall-rating": 30, "annotations": []}
-    line = {"passage-id": "7", "questions": {"0": {"bart": {"response": "a summary", "reviews": [review]}}}}
-    (data / "human-eval").mkdir()
-    (data / "human-eval" / "all-responses.jsonl").write_text(json.dumps(line) + "\n")
-    proc = ingest(tmp_path, data / "human-eval" / "all-responses.jsonl", name="sq")
-    assert proc.returncode == 0, proc.stderr
+    proc = ingest_squality_review(tmp_path, data)
     assert f"  warning: squality: {stories.parent.resolve() / stories.name} is unreadable ({why}); the questions of its stories are missing" in proc.stderr.splitlines()
     df = pl.read_parquet(tmp_path / "ws" / "datasets" / "sq" / "responses.parquet")
     assert df.select("prompt", "flags").rows() == [("SQuALITY passage 7, question 1", ["no_question_text"])]

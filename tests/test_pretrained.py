@@ -14,9 +14,8 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from conftest import run_cli, synthetic_workspace
 from safetensors.torch import load_file
-
-from conftest import run_cli
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from checkpoints import build  # noqa: E402
@@ -27,14 +26,7 @@ MAX_LEN = 40  # far below the texts' length: most scored texts are truncated
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
-    from helpsteer.synth import SynthConfig, write_synthetic
-
-    root = tmp_path_factory.mktemp("pre")
-    write_synthetic(SynthConfig(seed=5, n_prompts=40), root / "syn")
-    ws = root / "ws"
-    assert run_cli("ingest", root / "syn" / "helpsteer2" / "preference" / "preference.jsonl.gz", "--workspace", ws, "--name", "pref") == 0
-    assert run_cli("ingest", root / "syn" / "helpsteer2" / "train.jsonl.gz", "--workspace", ws, "--name", "hs2") == 0
-    return ws
+    return synthetic_workspace(tmp_path_factory.mktemp("pre"), seed=5, n_prompts=40, datasets=("pref", "hs2"))
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +78,7 @@ def test_checkpoint_trains_and_plain_transformers_reproduces_score(kind, ws, pai
     assert scored["truncated"].sum() > len(scored) // 2
     texts = scored["text"].to_list() if "text" in scored.columns else None
     if texts is None:
-        from rm_training.scoring import Scorer, Item
+        from rm_training.scoring import Item, Scorer
 
         sc = Scorer(run)
         texts = [sc.text(Item(c, r)) for c, r in zip(scored["context"].to_list(), scored["response"].to_list())]

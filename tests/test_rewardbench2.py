@@ -229,12 +229,18 @@ def _rewards(trained, data, out):
     return {(p, r): w for p, r, w in zip(df["prompt"], df["response"], df["reward"])}
 
 
+def _eval_and_rewards(trained, data: str, eval_name: str, scores_name: str) -> tuple[dict, dict]:
+    """`helpsteer eval` of trained[DATA] (its result, written to EVAL_NAME) and each response's
+    reward from `helpsteer score` (written to SCORES_NAME), both under trained["root"]."""
+    out = trained["root"] / eval_name
+    assert run_cli("eval", "--model", trained["run"], "--data", trained[data], "--out", out) == 0
+    res = json.loads(out.read_text())
+    return res, _rewards(trained, trained[data], trained["root"] / scores_name)
+
+
 @pytest.mark.slow
 def test_eval_rewardbench2_equals_independent_computation(trained):
-    out = trained["root"] / "eval.json"
-    assert run_cli("eval", "--model", trained["run"], "--data", trained["rb2"], "--out", out) == 0
-    res = json.loads(out.read_text())
-    reward = _rewards(trained, trained["rb2"], trained["root"] / "rb2_scores.parquet")
+    res, reward = _eval_and_rewards(trained, "rb2", "eval.json", "rb2_scores.parquet")
     items = [{"id": it["id"], "subset": it["subset"], "num_correct": it["num_correct"],
               "scores": [reward[it["prompt"], t] for t in it["chosen"] + it["rejected"]]} for it in ITEMS]
     want = official_reimplementation(items)
@@ -252,10 +258,7 @@ def test_eval_rewardbench2_equals_independent_computation(trained):
 
 @pytest.mark.slow
 def test_length_baselines_and_best_of_n(trained):
-    out = trained["root"] / "pairs_eval.json"
-    assert run_cli("eval", "--model", trained["run"], "--data", trained["pairs"], "--out", out) == 0
-    res = json.loads(out.read_text())
-    reward = _rewards(trained, trained["pairs"], trained["root"] / "pairs_scores.parquet")
+    res, reward = _eval_and_rewards(trained, "pairs", "pairs_eval.json", "pairs_scores.parquet")
     lb = res["length_baselines"]
     # q1, q2: the longer is chosen; q3: the shorter; q4: equal lengths, skipped
     assert (lb["n_pairs"], lb["longer_wins"], lb["shorter_wins"], lb["n_length_controlled"]) == (3, 2 / 3, 1 / 3, 1)

@@ -12,8 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-
-from conftest import run_cli, write_jsonl
+from conftest import run_cli, synthetic_workspace, write_jsonl
 
 import rm_training  # noqa: F401  (registers the head)
 from rm_training.backbones import PRESETS, build_config, flops_per_token, param_count
@@ -145,15 +144,7 @@ def test_tokenizer_renders_and_saves(tmp_path):
 
 @pytest.fixture(scope="module")
 def pref_ws(tmp_path_factory):
-    from helpsteer.synth import SynthConfig, write_synthetic
-
-    root = tmp_path_factory.mktemp("rm")
-    data = root / "syn"
-    write_synthetic(SynthConfig(seed=4, n_prompts=120), data)
-    ws = root / "ws"
-    assert run_cli("ingest", data / "helpsteer2" / "preference" / "preference.jsonl.gz", "--workspace", ws, "--name", "pref") == 0
-    assert run_cli("ingest", data / "helpsteer2" / "train.jsonl.gz", data / "helpsteer2" / "validation.jsonl.gz", "--workspace", ws, "--name", "hs2") == 0
-    return ws
+    return synthetic_workspace(tmp_path_factory.mktemp("rm"), seed=4, n_prompts=120, datasets=("pref", "hs2+val"))
 
 
 def test_bt_run_trains_saves_loads_and_evaluates(pref_ws):

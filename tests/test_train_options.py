@@ -7,18 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import run_cli, synthetic_workspace
 
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
-    from helpsteer.synth import SynthConfig, write_synthetic
-
-    root = tmp_path_factory.mktemp("opts")
-    write_synthetic(SynthConfig(seed=4, n_prompts=40), root / "syn")
-    ws = root / "ws"
-    assert run_cli("ingest", root / "syn" / "helpsteer2" / "preference" / "preference.jsonl.gz", "--workspace", ws, "--name", "pref") == 0
-    return ws
+    return synthetic_workspace(tmp_path_factory.mktemp("opts"), seed=4, n_prompts=40)
 
 
 def _train(ws: Path, *extra) -> int:
