@@ -6,7 +6,6 @@ from __future__ import annotations
 import krippendorff
 import numpy as np
 import polars as pl
-import pytest
 from scipy.stats import spearmanr
 from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import fleiss_kappa

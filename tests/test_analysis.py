@@ -10,11 +10,10 @@ from collections import defaultdict
 import krippendorff
 import numpy as np
 import polars as pl
-import pytest
+from conftest import run_cli, shared, write_jsonl
 from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import fleiss_kappa
 
-from conftest import run_cli, shared, write_jsonl
 from helpsteer.aggregation import RatingAggregator
 from helpsteer.disagreement import pairs_from_ratings, text_cues
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import ROOT, manifest, quarantine, run_cli, table, write_jsonl
 
 from annotation.configs import KINDS, labeling_config, validate_config
-from conftest import ROOT, manifest, quarantine, run_cli, table, write_jsonl
 from helpsteer.ids import response_id
 
 ATTRS = ["helpfulness", "correctness", "coherence", "complexity", "verbosity"]
@@ -33,7 +33,6 @@ def server(tmp_path_factory):
 
 def _client(server):
     from label_studio_sdk import LabelStudio
-
     from labelstudio_server import TOKEN
 
     return LabelStudio(base_url=server.url, api_key=TOKEN)

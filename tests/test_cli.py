@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT, run_cli, write_jsonl
 
 HS = [sys.executable, "-m", "helpsteer.cli"]

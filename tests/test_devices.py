@@ -11,7 +11,6 @@ import threading
 import numpy as np
 import polars as pl
 import pytest
-
 from conftest import run_cli, torchrun
 
 

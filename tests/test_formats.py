@@ -8,8 +8,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-
 from conftest import manifest, quarantine, run_cli, table, write_jsonl
+
 from helpsteer.ids import prompt_id, response_id, stable_hash
 
 ATTRS = ["helpfulness", "correctness", "coherence", "complexity", "verbosity"]
@@ -297,7 +297,7 @@ def test_label_studio_json_and_min(ws, tmp_path):
 def test_containers_give_identical_datasets(ws, tmp_path, container):
     rows = [{"prompt": f"q{i}", "response": f"r{i}", "helpfulness": i % 5, "correctness": 4, "coherence": 3, "complexity": 1, "verbosity": 0} for i in range(7)]
     ref = write_jsonl(tmp_path / "ref" / "train.jsonl", rows)
-    path = tmp_path / f"c" / f"train.{container}"
+    path = tmp_path / "c" / f"train.{container}"
     path.parent.mkdir()
     df = pl.DataFrame(rows)
     if container == "jsonl":

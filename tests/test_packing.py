@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import run_cli
+
 from helpsteer.errors import UsageError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -9,7 +9,6 @@ import json
 from collections import Counter
 
 import polars as pl
-
 from conftest import manifest, quarantine, run_cli, shared, table
 
 

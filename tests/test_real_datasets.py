@@ -13,8 +13,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-
 from conftest import manifest, quarantine, run_cli, shared, table
+
 from helpsteer.analyze import AnalysisConfig, run_analysis
 
 

@@ -6,7 +6,6 @@ import json
 
 import datasets
 import polars as pl
-
 from conftest import manifest, run_cli, shared, table, write_jsonl
 
 

@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 import polars as pl
-
 from conftest import manifest, run_cli, table
+
 from helpsteer.synth import SynthConfig, write_synthetic
 
 

@@ -18,7 +18,6 @@ import httpx
 import numpy as np
 import polars as pl
 import pytest
-
 from conftest import ROOT, run_cli
 
 CLIENTS = ROOT / ".cache" / "rlhf-clients"  # `make rlhf-clients`: openrlhf and verl installed --no-deps
