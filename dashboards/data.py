@@ -206,6 +206,16 @@ def missing(what: str, command: str) -> None:
     st.info(f"{what}\n\nRun:\n```\n{command}\n```")
 
 
+def pick_one(items: list, label: str, key: str, what: str, command: str):
+    """A page's selector over `items` (paths, shown by name); with none, the what-to-run message, and
+    the page stops there."""
+    if not items:
+        missing(what, command)
+        st.stop()
+    name = st.selectbox(label, [i.name for i in items], key=key)
+    return next(i for i in items if i.name == name)
+
+
 def ws_arg() -> str:
     return str(workspace()) if workspace() else "WS"
 

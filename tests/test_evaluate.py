@@ -167,18 +167,15 @@ def _rowwise_pairwise(res: dict, workspace: Path, name: str, reward: dict, detai
             m = np.array([bool(f.get(r["pair_id"], {}).get(key)) for r in rows]) & decided
             res[f"{key}_accuracy"] = float(correct[m].mean()) if m.any() else None
             res[f"n_{key}"] = int(m.sum())
-        # divergence detection (Diverging Preferences): AUROC of a divergence score for diverging vs
-        # unanimous pairs; -|z| = how close the model's P(A better) is to 1/2 (for BT: -|margin|)
         div = np.array([bool(f.get(r["pair_id"], {}).get("diverging")) for r in rows])
         una = np.array([bool(f.get(r["pair_id"], {}).get("unanimous")) for r in rows])
         m = div | una
         if m.any() and div[m].any() and una[m].any():
             from sklearn.metrics import roc_auc_score
 
-            res["divergence_auroc"] = float(roc_auc_score(div[m], -np.abs(z[m])))
-            res["divergence_auroc_margin"] = float(roc_auc_score(div[m], -np.abs(d[m])))
-            if sd is not None:
-                res["divergence_auroc_sigma"] = float(roc_auc_score(div[m], sd[m]))
+            scores = {"divergence_auroc": -np.abs(z[m]), "divergence_auroc_margin": -np.abs(d[m]),
+                      **({"divergence_auroc_sigma": sd[m]} if sd is not None else {})}
+            res.update({k: float(roc_auc_score(div[m], v)) for k, v in scores.items()})
     if detail is not None:
         detail["pairs"] = pl.DataFrame({
             "pair_id": [r["pair_id"] for r in rows], "subset": [r["subset"] for r in rows],

@@ -8,12 +8,8 @@ import streamlit as st
 from dashboards import data
 
 st.title("Adversarial")
-attacks = data.attacks()
-if not attacks:
-    data.missing("No attack runs under WS/attacks/ yet.", f"helpsteer attack --model {data.ws_arg()}/runs/RUN --workspace {data.ws_arg()} --name NAME")
-    st.stop()
-pick = st.selectbox("Attack", [a.name for a in attacks], key="attack")
-att = next(a for a in attacks if a.name == pick)
+att = data.pick_one(data.attacks(), "Attack", "attack", "No attack runs under WS/attacks/ yet.",
+                    f"helpsteer attack --model {data.ws_arg()}/runs/RUN --workspace {data.ws_arg()} --name NAME")
 res = data.attack(att)
 rounds = pl.DataFrame(res.get("rounds") or [], infer_schema_length=None)
 if rounds.height:

@@ -9,12 +9,9 @@ import streamlit as st
 from dashboards import data
 
 st.title("Evaluation")
-runs = [r for r in data.runs() if data.evaluations(r)]
-if not runs:
-    data.missing("No evaluated run yet (RUN/eval/<dataset>.json).", f"helpsteer eval --model {data.ws_arg()}/runs/RUN --workspace {data.ws_arg()} --name NAME")
-    st.stop()
-pick = st.selectbox("Run", [r.name for r in runs], key="eval-run")
-run = next(r for r in runs if r.name == pick)
+run = data.pick_one([r for r in data.runs() if data.evaluations(r)], "Run", "eval-run", "No evaluated run yet (RUN/eval/<dataset>.json).",
+                    f"helpsteer eval --model {data.ws_arg()}/runs/RUN --workspace {data.ws_arg()} --name NAME")
+pick = run.name
 evals = data.evaluations(run)
 dataset = st.selectbox("Evaluated on", list(evals), key=f"eval-ds-{pick}")
 path = evals[dataset]
