@@ -6,7 +6,6 @@ The API key is never printed or logged; errors name the server and what to check
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -121,6 +120,7 @@ def pull(url: str, api_key: str, project_ref: str, workspace: Path, name: str):
     """Export every task of the project and mirror it into dataset NAME (replaced atomically).
     The export goes through a temporary file, but the dataset records the project's URL, so two
     pulls of an unchanged project give byte-identical tables and quarantine."""
+    from helpsteer.console import quiet
     from helpsteer.ingest import ingest
 
     store.check_name(name)
@@ -129,13 +129,10 @@ def pull(url: str, api_key: str, project_ref: str, workspace: Path, name: str):
     with server_errors(url, f"exporting project {project.id}"):
         raw = b"".join(client.projects.exports.download_sync(id=project.id, export_type="JSON", download_all_tasks=True))
     users = user_emails(client, url)
-    tmp = Path(tempfile.mkdtemp(prefix="ls-pull-"))
-    try:
-        path = tmp / f"label-studio-project-{project.id}.json"
+    with tempfile.TemporaryDirectory(prefix="ls-pull-") as tmp, quiet("helpsteer.ingest"):  # (pull reports the ingest itself)
+        path = Path(tmp) / f"label-studio-project-{project.id}.json"
         path.write_bytes(raw)
         shared = {"label_studio_users": users, "label_studio_config": project.label_config}
         report = ingest([path], workspace, name, fmt="label-studio", mode="replace", shared=shared,
                         source_names={path: project_source(url, project.id)})
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return project, report

@@ -43,7 +43,3 @@ def hash_series(*cols: pl.Series) -> pl.Series:
 
 def response_id(context: list[dict], response: str) -> str:
     return stable_hash(context_key(context), response)
-
-
-def prompt_id(context: list[dict]) -> str:
-    return stable_hash(context_key(context))

@@ -130,11 +130,6 @@ def training_config(run: str | Path) -> dict:
     return read_run_config(run).get("config", {})
 
 
-def run_info(run: str | Path) -> dict:
-    """The run's record of how it was made (dataset, split, n_examples, data hashes, versions...), {} when absent."""
-    return read_run_config(run).get("run", {})
-
-
 def config_field(run: str | Path | None, key: str):
     """A field of a run's resolved config, None when the run, its run_config.json or the field is
     absent, or the file does not parse (lenient: for defaults taken from an earlier run)."""

@@ -100,7 +100,7 @@ def test_evaluate_and_attack_refuse_a_folder_that_is_not_a_run(tmp_path):
 def test_run_config_missing_and_corrupt(tmp_path):
     run = _finished_run(tmp_path / "r")
     assert runs.training_config(run) == {"objective": "bt", "seed": 7}
-    assert runs.run_info(run) == {"dataset": "d", "n_examples": 3}
+    assert runs.read_run_config(run)["run"] == {"dataset": "d", "n_examples": 3}
     assert runs.config_field(run, "seed") == 7 and runs.config_field(run, "nope") is None and runs.config_field(None, "seed") is None
     # missing: an empty config (a checkpoint from elsewhere has none)
     assert runs.read_run_config(tmp_path) == {} and runs.training_config(tmp_path) == {}

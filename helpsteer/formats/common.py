@@ -63,10 +63,6 @@ def missing(col: str) -> tuple[pl.Expr, pl.Expr]:
     return pl.col(col).is_null(), pl.lit(f"field '{col}': missing or null")
 
 
-def not_empty_list(col: str) -> tuple[pl.Expr, pl.Expr]:
-    return pl.col(col).list.len() == 0, pl.lit(f"field '{col}': empty list")
-
-
 def int_in_range(col: str, lo: int, hi: int, what: str = "rating") -> tuple[pl.Expr, pl.Expr]:
     c = pl.col(col)
     return (
