@@ -267,10 +267,9 @@ def _file_label(path: Path) -> str:
     return f"{path.parent.name}-{stem}" if stem.lower() in GENERIC_STEMS and path.parent.name else stem
 
 
-def _pairwise(res: dict, workspace: Path, name: str, sc, scored: pl.DataFrame, logits: np.ndarray, detail: dict | None = None) -> None:
-    """Pairwise metrics of the dataset's labelled pairs whose two responses were scored. `scored`:
-    response_id, reward, length (characters), one row per row of `logits`; `sc` (a scoring.Scorer)
-    gives P(A better) and its z from the two responses' logits."""
+def _scored_pairs(workspace: Path, name: str, scored: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The labelled pairs (with a strength) whose two responses were scored, in pair_labels' order, with
+    each side's row in the logits, reward and length; and the scored responses, one row per id."""
     from helpsteer.labels import pair_labels
 
     labels = pair_labels(workspace, name)
@@ -284,19 +283,11 @@ def _pairwise(res: dict, workspace: Path, name: str, sc, scored: pl.DataFrame, l
     pairs = (labels.join(prefs, on="pair_id", how="left", maintain_order="left").filter(pl.col("strength").is_not_null())
              .join(one_side("a"), on="response_a_id", how="inner", maintain_order="left")
              .join(one_side("b"), on="response_b_id", how="inner", maintain_order="left"))
-    s = pairs["strength"].to_numpy().astype(np.float64)
-    res["n_pairs"] = int((s != 0).sum())
-    res["n_ties"] = int((s == 0).sum())
-    if not pairs.height:
-        res["accuracy"] = None
-        return
-    d = pairs["reward_a"].to_numpy() - pairs["reward_b"].to_numpy()  # r_A - r_B
-    decided = s != 0
-    correct = (np.sign(-s) == np.sign(d)) & decided  # strength < 0: A better
-    pairs = pairs.with_columns(pl.Series("correct", correct), pl.Series("decided", decided))
-    res["accuracy"] = float(correct[decided].mean()) if decided.any() else None
-    if res["n_ties"]:
-        res["ties"] = {"n": res["n_ties"], "mean_abs_margin": float(np.abs(d[~decided]).mean())}
+    return pairs, side
+
+
+def _per_subset(res: dict, pairs: pl.DataFrame, s: np.ndarray, correct: np.ndarray, decided: np.ndarray) -> None:
+    """Accuracy and length baselines overall and per subset (RewardBench v1 sections from them)."""
     by_subset = (pairs.filter(pl.col("decided") & pl.col("subset").is_not_null()).group_by("subset")
                  .agg(n=pl.len(), accuracy=pl.col("correct").mean()).sort("subset"))
     per = {r["subset"]: {"n": int(r["n"]), "accuracy": float(r["accuracy"])} for r in by_subset.iter_rows(named=True)}
@@ -315,6 +306,10 @@ def _pairwise(res: dict, workspace: Path, name: str, sc, scored: pl.DataFrame, l
         rb = rewardbench_sections(per)
         if rb:
             res["rewardbench"] = rb
+
+
+def _rewardbench2(res: dict, pairs: pl.DataFrame, side: pl.DataFrame) -> None:
+    """RewardBench 2's best-of-N (and Ties) scores of the rewardbench2: pairs, and the same with length as the reward."""
     rb2 = pairs.filter(pl.col("pair_id").str.starts_with("rewardbench2:")).select("pair_id", "subset", "response_a_id", "response_b_id")
     items = rewardbench2_items(rb2.to_dicts(), dict(zip(side["response_id"], side["reward"]))) if rb2.height else []
     if items:
@@ -325,23 +320,26 @@ def _pairwise(res: dict, workspace: Path, name: str, sc, scored: pl.DataFrame, l
         res["rewardbench2_length_baselines"] = {
             "longest_wins": rewardbench2_scores(by_len),
             "shortest_wins": rewardbench2_scores([{**it, "scores": [-x for x in it["scores"]]} for it in by_len])}
-    # calibration of P(A better) against the label (a tie is 0.5): the scorer's own P(A better)
-    # (sigmoid(r_A - r_B), Thurstonian Phi((mu_A - mu_B) / sqrt(var_A + var_B)) for mean-variance models)
-    la, lb = logits[pairs["row_a"].to_numpy()], logits[pairs["row_b"].to_numpy()]
-    p = sc.prefer_a(la, lb)
-    sd = sc.pair_scale(la, lb)  # None: no uncertainties, z is the margin itself
-    z = d if sd is None else d / sd
-    y = np.where(s < 0, 1.0, np.where(s > 0, 0.0, 0.5))
-    res["calibration"] = calibration(p, y, both_orientations=True)
-    if pairs["style_a"].is_not_null().any():
-        # chosen style i vs rejected style j (RM-Bench pairs are gold: A = chosen)
-        cells = (pairs.filter(pl.col("decided") & pl.col("style_a").is_in([0, 1, 2]) & pl.col("style_b").is_in([0, 1, 2]))
-                 .group_by("style_a", "style_b").agg(pl.col("correct").mean()))
-        mat = np.full((3, 3), np.nan)
-        mat[cells["style_a"].to_numpy(), cells["style_b"].to_numpy()] = cells["correct"].to_numpy()
-        iu, il = np.triu_indices(3, 1), np.tril_indices(3, -1)
-        res["rm_bench"] = {"hard": float(np.nanmean(mat[iu])), "normal": float(np.nanmean(np.diag(mat))), "easy": float(np.nanmean(mat[il])),
-                           "matrix": [[None if np.isnan(x) else float(x) for x in row] for row in mat]}
+
+
+def _rm_bench(res: dict, pairs: pl.DataFrame) -> None:
+    """RM-Bench's 3x3 style matrix (chosen style i vs rejected style j) and its hard/normal/easy means."""
+    if not pairs["style_a"].is_not_null().any():
+        return
+    # chosen style i vs rejected style j (RM-Bench pairs are gold: A = chosen)
+    cells = (pairs.filter(pl.col("decided") & pl.col("style_a").is_in([0, 1, 2]) & pl.col("style_b").is_in([0, 1, 2]))
+             .group_by("style_a", "style_b").agg(pl.col("correct").mean()))
+    mat = np.full((3, 3), np.nan)
+    mat[cells["style_a"].to_numpy(), cells["style_b"].to_numpy()] = cells["correct"].to_numpy()
+    iu, il = np.triu_indices(3, 1), np.tril_indices(3, -1)
+    res["rm_bench"] = {"hard": float(np.nanmean(mat[iu])), "normal": float(np.nanmean(np.diag(mat))), "easy": float(np.nanmean(mat[il])),
+                       "matrix": [[None if np.isnan(x) else float(x) for x in row] for row in mat]}
+
+
+def _divergence(res: dict, workspace: Path, name: str, pairs: pl.DataFrame, correct: np.ndarray, decided: np.ndarray,
+                d: np.ndarray, z: np.ndarray, sd: np.ndarray | None) -> pl.DataFrame:
+    """Accuracy on unanimous and diverging pairs and divergence AUROCs, from the analysis' pair flags;
+    `pairs` with the diverging/unanimous columns (null without an analysis)."""
     ana = store.require(workspace, name) / "analysis" / "pairs.parquet"
     if ana.exists():
         flags = pl.read_parquet(ana, columns=["pair_id", "diverging", "unanimous"]).unique("pair_id", keep="last")
@@ -363,6 +361,39 @@ def _pairwise(res: dict, workspace: Path, name: str, sc, scored: pl.DataFrame, l
                 res["divergence_auroc_sigma"] = float(roc_auc_score(div[m], sd[m]))
     else:
         pairs = pairs.with_columns(pl.lit(None, pl.Boolean).alias("diverging"), pl.lit(None, pl.Boolean).alias("unanimous"))
+    return pairs
+
+
+def _pairwise(res: dict, workspace: Path, name: str, sc, scored: pl.DataFrame, logits: np.ndarray, detail: dict | None = None) -> None:
+    """Pairwise metrics of the dataset's labelled pairs whose two responses were scored. `scored`:
+    response_id, reward, length (characters), one row per row of `logits`; `sc` (a scoring.Scorer)
+    gives P(A better) and its z from the two responses' logits."""
+    pairs, side = _scored_pairs(workspace, name, scored)
+    s = pairs["strength"].to_numpy().astype(np.float64)
+    res["n_pairs"] = int((s != 0).sum())
+    res["n_ties"] = int((s == 0).sum())
+    if not pairs.height:
+        res["accuracy"] = None
+        return
+    d = pairs["reward_a"].to_numpy() - pairs["reward_b"].to_numpy()  # r_A - r_B
+    decided = s != 0
+    correct = (np.sign(-s) == np.sign(d)) & decided  # strength < 0: A better
+    pairs = pairs.with_columns(pl.Series("correct", correct), pl.Series("decided", decided))
+    res["accuracy"] = float(correct[decided].mean()) if decided.any() else None
+    if res["n_ties"]:
+        res["ties"] = {"n": res["n_ties"], "mean_abs_margin": float(np.abs(d[~decided]).mean())}
+    _per_subset(res, pairs, s, correct, decided)
+    _rewardbench2(res, pairs, side)
+    # calibration of P(A better) against the label (a tie is 0.5): the scorer's own P(A better)
+    # (sigmoid(r_A - r_B), Thurstonian Phi((mu_A - mu_B) / sqrt(var_A + var_B)) for mean-variance models)
+    la, lb = logits[pairs["row_a"].to_numpy()], logits[pairs["row_b"].to_numpy()]
+    p = sc.prefer_a(la, lb)
+    sd = sc.pair_scale(la, lb)  # None: no uncertainties, z is the margin itself
+    z = d if sd is None else d / sd
+    y = np.where(s < 0, 1.0, np.where(s > 0, 0.0, 0.5))
+    res["calibration"] = calibration(p, y, both_orientations=True)
+    _rm_bench(res, pairs)
+    pairs = _divergence(res, workspace, name, pairs, correct, decided, d, z, sd)
     if detail is not None:
         detail["pairs"] = pairs.select(
             "pair_id", pl.col("subset").cast(pl.Utf8), "reward_a", "reward_b", pl.Series("strength", s), pl.Series("margin", d),
