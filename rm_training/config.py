@@ -49,7 +49,7 @@ Dtype = Literal["auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16"
 Attention = Literal["eager", "sdpa", "flash_attention_2"]
 Ties = Literal["drop", "half"]
 BtVariant = Literal["plain", "margin", "scaled"]
-SamplingStrategy = Literal["group_by_length", "random", "sequential"]
+SamplingStrategy = Literal["group_by_length", "random", "sequential", "batch_rebalance"]  # (transformers' four)
 assert set(get_args(Dtype)) == set(DTYPE_NAMES) and get_args(Attention) == ATTENTION
 
 
@@ -193,7 +193,7 @@ class RewardConfig(TrainingArguments):
     logging_steps: float = field(default=10, metadata={"help": "Steps between metric lines in metrics.jsonl."})
     save_strategy: str = field(default="epoch", metadata={"help": "When to write resumable checkpoints (atomically, by transformers.Trainer)."})
     save_total_limit: int = field(default=2, metadata={"help": "Checkpoints kept."})
-    train_sampling_strategy: SamplingStrategy = field(default="group_by_length", metadata={"help": "group_by_length (default: batches of similar length, little padding), random or sequential."})
+    train_sampling_strategy: SamplingStrategy = field(default="group_by_length", metadata={"help": "group_by_length (default: batches of similar length, little padding), random, sequential or batch_rebalance (transformers' padded-token balancing across devices)."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the reward columns in the dataset."})
     dataloader_num_workers: int = field(default=0, metadata={"help": "Data loader processes."})
     dataloader_pin_memory: bool = field(default=False, metadata={"help": "Pin host memory for GPU transfers (off: CPU by default)."})
