@@ -129,7 +129,7 @@ def pull(url: str, api_key: str, project_ref: str, workspace: Path, name: str):
     with server_errors(url, f"exporting project {project.id}"):
         raw = b"".join(client.projects.exports.download_sync(id=project.id, export_type="JSON", download_all_tasks=True))
     users = user_emails(client, url)
-    with tempfile.TemporaryDirectory(prefix="ls-pull-") as tmp, quiet("helpsteer.ingest"):  # (pull reports the ingest itself)
+    with tempfile.TemporaryDirectory(prefix="ls-pull-", ignore_cleanup_errors=True) as tmp, quiet("helpsteer.ingest"):  # (pull reports the ingest itself)
         path = Path(tmp) / f"label-studio-project-{project.id}.json"
         path.write_bytes(raw)
         shared = {"label_studio_users": users, "label_studio_config": project.label_config}

@@ -172,6 +172,7 @@ def serve(
 ) -> None:
     """Serve the reward model over HTTP: /v1/score, /v1/compare, /v1/principles, /v1/models, /get_reward (OpenRLHF), /metrics, /healthz.
     Set HELPSTEER_API_KEY (comma-separated keys) to require Authorization: Bearer <key>."""
+    import logging
     import os
 
     import uvicorn
@@ -192,6 +193,10 @@ def serve(
 
     if not settings.keys() and host not in ("127.0.0.1", "localhost", "::1"):
         err(f"warning: serving on {host} without HELPSTEER_API_KEY: anyone who can reach it can use it")
+    # --log-level is the platform's lines' level too (uvicorn's "trace" is below DEBUG)
+    level = logging.getLevelName("DEBUG" if log_level.lower() == "trace" else log_level.upper())
+    if isinstance(level, int):  # (an unknown level is uvicorn's to refuse, as before)
+        logging.getLogger("rm_training").setLevel(level)
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30,
                 http=http_protocol(settings), timeout_keep_alive=settings.timeout_keep_alive)
 

@@ -20,16 +20,17 @@ from .settings import Settings
 from .trainers import ProtocolError, openrlhf_text, rendered_text, responses_conversation
 
 
-def get_scorer(request: Request) -> Scorer:
+# (async: FastAPI runs a plain `def` dependency on its thread pool, a hop per request for a lookup)
+async def get_scorer(request: Request) -> Scorer:
     """The run loaded in the lifespan (the first replica's Scorer)."""
     return request.app.state.scorer
 
 
-def get_batcher(request: Request) -> MicroBatcher:
+async def get_batcher(request: Request) -> MicroBatcher:
     return request.app.state.batcher
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     """The settings create_app was built with (not re-read from the environment)."""
     return request.app.state.settings
 
