@@ -43,3 +43,8 @@ def hash_series(*cols: pl.Series) -> pl.Series:
 
 def response_id(context: list[dict], response: str) -> str:
     return stable_hash(context_key(context), response)
+
+
+def prompt_id(context: list[dict]) -> str:
+    """The id of a prompt (its conversation before the response): the readers' rule, for callers and tests."""
+    return stable_hash(context_key(context))
