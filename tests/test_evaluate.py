@@ -120,9 +120,7 @@ def _rowwise_pairwise(res: dict, workspace: Path, name: str, reward: dict, detai
             entry.update({k: lb[k] for k in ("longer_wins", "shorter_wins", "length_controlled_accuracy")})
     if per:
         res["per_subset"] = per
-        rb = rewardbench_sections(per)
-        if rb:
-            res["rewardbench"] = rb
+        res.update({"rewardbench": rb} if (rb := rewardbench_sections(per)) else {})
     items = rewardbench2_items(rows, reward)
     if items:
         res["rewardbench2"] = rewardbench2_scores(items)
