@@ -94,3 +94,9 @@ def test_one_cli_package_and_the_layers_hold():
 
     p = subprocess.run([str(Path(sys.executable).parent / "lint-imports")], capture_output=True, text=True, cwd=ROOT)
     assert p.returncode == 0 and "1 kept, 0 broken" in p.stdout, p.stdout[-2000:]
+
+
+def test_serve_log_level_is_checked_before_the_model_loads(tmp_path):
+    p = sh("serve", "--model", tmp_path, "--log-level", "bogus")
+    assert (p.returncode, p.stderr.strip().splitlines()) == (
+        2, ["error: --log-level must be critical, error, warning, info, debug or trace, got 'bogus'"])

@@ -175,9 +175,12 @@ def serve(
     import logging
     import os
 
+    from helpsteer.errors import UsageError
+
+    if log_level.lower() not in UVICORN_LEVELS:  # (uvicorn would raise a KeyError after loading the model)
+        raise UsageError(f"--log-level must be {', '.join(UVICORN_LEVELS[:-1])} or {UVICORN_LEVELS[-1]}, got {log_level!r}")
     import uvicorn
 
-    from helpsteer.errors import UsageError
     from rm_training import runs
     from rm_training.api.settings import Settings
 
@@ -194,11 +197,12 @@ def serve(
     if not settings.keys() and host not in ("127.0.0.1", "localhost", "::1"):
         err(f"warning: serving on {host} without HELPSTEER_API_KEY: anyone who can reach it can use it")
     # --log-level is the platform's lines' level too (uvicorn's "trace" is below DEBUG)
-    level = logging.getLevelName("DEBUG" if log_level.lower() == "trace" else log_level.upper())
-    if isinstance(level, int):  # (an unknown level is uvicorn's to refuse, as before)
-        logging.getLogger("rm_training").setLevel(level)
+    logging.getLogger("rm_training").setLevel("DEBUG" if log_level.lower() == "trace" else log_level.upper())
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30,
                 http=http_protocol(settings), timeout_keep_alive=settings.timeout_keep_alive)
+
+
+UVICORN_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
 def _main_rank() -> bool:
